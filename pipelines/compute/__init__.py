@@ -1,0 +1,1 @@
+"""Compute backends: the array module (NumPy or CuPy) and the Dask client."""

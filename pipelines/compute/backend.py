@@ -1,0 +1,104 @@
+"""The one place that chooses the array module.
+
+Factorization code is written once against ``xp`` (NumPy or CuPy) and the sparse module
+that goes with it. The device is resolved explicit -> ``$RECSYS_DEVICE`` -> CPU. Asking for a
+GPU where there is none logs a warning and returns the CPU backend; it never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+
+from pipelines.constants import ENV_DEVICE
+
+log = logging.getLogger(__name__)
+
+Device = Literal["cpu", "gpu", "auto"]
+
+
+@dataclass(frozen=True)
+class ArrayBackend:
+    """An array module, its sparse module, and transfers to and from the host."""
+
+    name: str  # "numpy" or "cupy"
+    xp: ModuleType
+    sparse: ModuleType
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.name == "cupy"
+
+    def asarray(self, array: Any, dtype: Any = None) -> Any:
+        """Host (or device) array -> this backend's array."""
+        return self.xp.asarray(array, dtype=dtype)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """This backend's array -> NumPy array."""
+        if self.is_gpu:
+            return array.get()
+        return np.asarray(array)
+
+    def csr(self, matrix: Any) -> Any:
+        """A SciPy CSR matrix -> this backend's CSR matrix (float32)."""
+        matrix = matrix.tocsr().astype(np.float32)
+        if self.is_gpu:
+            return self.sparse.csr_matrix(matrix)
+        return matrix
+
+
+@lru_cache(maxsize=1)
+def gpu_available() -> tuple[bool, str]:
+    """Probe for CuPy and a usable CUDA device; returns (available, reason)."""
+    try:
+        import cupy  # noqa: F401
+    except ImportError as exc:
+        return False, f"cupy is not installed ({exc}); install the [gpu] extra"
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return False, "cupy found no CUDA device"
+        cupy.zeros(1)  # an allocation is the real test: import works without a GPU
+    except Exception as exc:  # CUDARuntimeError and friends have no common public base
+        return False, f"CUDA is not usable: {exc}"
+    return True, "CUDA device available"
+
+
+def resolve_device(requested: str | None = None) -> str:
+    """Resolve ``requested`` (or ``$RECSYS_DEVICE``) to "cpu" or "gpu".
+
+    "gpu" without a usable GPU warns and returns "cpu"; "auto" picks the GPU when present.
+    """
+    choice = (requested or os.environ.get(ENV_DEVICE) or "cpu").lower()
+    if choice not in ("cpu", "gpu", "auto", "cuda"):
+        raise ValueError(f"device must be one of cpu, gpu, auto; got {choice!r}")
+    if choice == "cpu":
+        return "cpu"
+    ok, reason = gpu_available()
+    if ok:
+        return "gpu"
+    if choice in ("gpu", "cuda"):
+        msg = f"GPU requested but not usable ({reason}); falling back to the CPU (NumPy) backend"
+        log.warning(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return "cpu"
+
+
+def get_backend(device: str | None = None) -> ArrayBackend:
+    """The array backend for ``device`` (see :func:`resolve_device`)."""
+    if resolve_device(device) == "gpu":
+        import cupy
+        import cupyx.scipy.sparse as cusparse
+
+        return ArrayBackend("cupy", cupy, cusparse)
+    import scipy.sparse as sparse
+
+    return ArrayBackend("numpy", np, sparse)

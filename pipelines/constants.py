@@ -1,0 +1,39 @@
+"""Column names and other constants shared by every step."""
+
+from __future__ import annotations
+
+# Canonical interaction columns (after ingest). Ids are strings so any source fits.
+USER = "user_id"
+ITEM = "item_id"
+RATING = "rating"
+TIMESTAMP = "timestamp"
+INTERACTION_COLUMNS = (USER, ITEM, RATING, TIMESTAMP)
+
+# Contiguous integer encodings built by the features step.
+USER_IDX = "user_idx"
+ITEM_IDX = "item_idx"
+
+# Item metadata columns.
+TITLE = "title"
+GENRES = "genres"  # pipe-separated, MovieLens style: "Action|Comedy"
+TAGS = "tags"  # space-joined free text
+ITEM_COLUMNS = (ITEM, TITLE, GENRES, TAGS)
+
+# Quarantine.
+REASON = "reason"
+SOURCE_ROW = "source_row"
+
+# Output of recommend().
+RANK = "rank"
+SCORE = "score"
+
+SERVING_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+DEFAULT_REGISTERED_MODEL = "recsys"
+DEFAULT_EXPERIMENT = "recsys_training"
+
+# Environment variables the platform reads.
+ENV_HOME = "RECSYS_HOME"
+ENV_DASK_SCHEDULER = "RECSYS_DASK_SCHEDULER"
+ENV_DEVICE = "RECSYS_DEVICE"
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"

@@ -1,0 +1,31 @@
+"""Every exception the platform raises on purpose lives here."""
+
+from __future__ import annotations
+
+
+class RecsysError(Exception):
+    """Base class for errors raised by the platform."""
+
+
+class ConfigError(RecsysError, ValueError):
+    """A step configuration is invalid; the message names the parameter and the allowed range."""
+
+
+class DataError(RecsysError, ValueError):
+    """Input data is unusable; the message names the file, column or row at fault."""
+
+
+class RejectedFractionError(DataError):
+    """Cleaning quarantined more rows than the configured ceiling allows."""
+
+
+class ModelNotFittedError(RecsysError, RuntimeError):
+    """A model was asked to score or recommend before fit()."""
+
+
+class UnknownModelError(ConfigError):
+    """A model name that the registry of model families does not know."""
+
+
+class PromotionError(RecsysError, RuntimeError):
+    """Registering or promoting a model failed; the serving alias was left untouched."""

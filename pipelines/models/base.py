@@ -1,0 +1,191 @@
+"""The interface every recommender shares.
+
+Models work on contiguous integer indices and a SciPy CSR user x item matrix; mapping raw
+ids to indices (and back) is the job of :mod:`pipelines.serving.bundle`. A model implements
+``fit`` and ``_score_block``; ``recommend`` (top-k with seen-item exclusion), ``score`` and the
+unknown-user rule are shared here so every model behaves the same.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict
+
+from pipelines.errors import ModelNotFittedError
+
+# Called after each training iteration with (iteration, loss).
+IterationCallback = Callable[[int, float], None]
+
+
+class ModelConfig(BaseModel):
+    """Base of every model's hyperparameters. Runtime options (device) sit beside them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = 42
+
+
+class Recommender(ABC):
+    """Fit on a CSR matrix of (weighted) interactions, then score and recommend by index."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
+        if config is None:
+            config = self.config_class(**params)
+        elif params:
+            config = config.model_copy(update=params)
+        self.config = config
+        self.n_users = 0
+        self.n_items = 0
+        self.training_loss_: list[float] = []
+
+    # -- to implement -------------------------------------------------------------
+    @abstractmethod
+    def fit(
+        self,
+        train: sp.csr_matrix,
+        *,
+        item_features: sp.csr_matrix | None = None,
+        callback: IterationCallback | None = None,
+    ) -> "Recommender":
+        """Fit on ``train`` (users x items). Sets ``n_users``, ``n_items``; returns self."""
+
+    @abstractmethod
+    def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
+        """Dense float scores, shape (len(user_idx), n_items), for known user indices."""
+
+    @abstractmethod
+    def _state(self) -> dict[str, np.ndarray]:
+        """Arrays that define the fitted model (saved with ``np.savez``)."""
+
+    @abstractmethod
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore from what :meth:`_state` returned."""
+
+    # -- shared -------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return self.n_items > 0
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise ModelNotFittedError(f"{type(self).__name__} must be fit() before scoring")
+
+    def score(self, user_idx: np.ndarray | list[int], item_idx: np.ndarray | None = None) -> np.ndarray:
+        """Scores for users (rows) and items (columns; all items when ``item_idx`` is None).
+
+        Users outside ``[0, n_users)`` are unknown: their rows are filled with
+        :meth:`_unknown_user_scores` (popularity for most models).
+        """
+        self._check_fitted()
+        users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
+        scores = np.empty((len(users), self.n_items), dtype=np.float32)
+        known = (users >= 0) & (users < self.n_users)
+        if known.any():
+            scores[known] = self._score_block(users[known])
+        if (~known).any():
+            scores[~known] = self._unknown_user_scores()
+        if item_idx is not None:
+            scores = scores[:, np.asarray(item_idx, dtype=np.int64)]
+        return scores
+
+    def _unknown_user_scores(self) -> np.ndarray:
+        """Scores for a user the model never saw: item popularity learnt at fit time."""
+        pop = getattr(self, "item_popularity_", None)
+        if pop is None:
+            return np.zeros(self.n_items, dtype=np.float32)
+        return pop.astype(np.float32)
+
+    def recommend(
+        self,
+        user_idx: np.ndarray | list[int],
+        k: int = 10,
+        exclude: sp.csr_matrix | None = None,
+        batch_size: int = 2048,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item indices and scores per user, best first.
+
+        ``exclude`` is a users x items CSR matrix (usually the training matrix): its non-zero
+        items are never recommended to that user. Unknown users get the popular items.
+        When fewer than ``k`` items remain, missing slots hold index -1 and score -inf.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
+        k_eff = min(k, self.n_items)
+        items_out = np.full((len(users), k), -1, dtype=np.int64)
+        scores_out = np.full((len(users), k), -np.inf, dtype=np.float32)
+        for start in range(0, len(users), batch_size):
+            block = users[start : start + batch_size]
+            scores = self.score(block).astype(np.float32, copy=False)
+            if exclude is not None:
+                _mask_seen(scores, block, exclude)
+            top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.argsort(-top_scores, axis=1, kind="stable")
+            top = np.take_along_axis(top, order, axis=1)
+            top_scores = np.take_along_axis(top_scores, order, axis=1)
+            valid = np.isfinite(top_scores)
+            items_out[start : start + len(block), :k_eff] = np.where(valid, top, -1)
+            scores_out[start : start + len(block), :k_eff] = top_scores
+        return items_out, scores_out
+
+    # -- persistence --------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the model to folder ``path`` (config JSON + arrays); returns the folder."""
+        self._check_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "name": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "training_loss": self.training_loss_,
+        }
+        (folder / "model.json").write_text(json.dumps(meta, indent=2))
+        state = dict(self._state())
+        if getattr(self, "item_popularity_", None) is not None and "item_popularity_" not in state:
+            state["item_popularity_"] = self.item_popularity_
+        np.savez(folder / "state.npz", **state)
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Recommender":
+        """Load a model saved by :meth:`save` (use :func:`pipelines.models.load_model` for any family)."""
+        folder = Path(path)
+        meta = json.loads((folder / "model.json").read_text())
+        if meta["name"] != cls.name:
+            raise ValueError(f"{folder} holds a {meta['name']!r} model, not {cls.name!r}")
+        model = cls(cls.config_class(**meta["config"]))
+        model.n_users, model.n_items = meta["n_users"], meta["n_items"]
+        model.training_loss_ = list(meta.get("training_loss", []))
+        with np.load(folder / "state.npz", allow_pickle=False) as data:
+            state = {key: data[key] for key in data.files}
+        if "item_popularity_" in state:
+            model.item_popularity_ = state["item_popularity_"]
+        model._load_state(state)
+        return model
+
+
+def item_popularity(train: sp.csr_matrix) -> np.ndarray:
+    """Number of users who interacted with each item, as float32 (the unknown-user fallback)."""
+    return np.asarray((train > 0).sum(axis=0), dtype=np.float32).ravel()
+
+
+def _mask_seen(scores: np.ndarray, users: np.ndarray, exclude: sp.csr_matrix) -> None:
+    """Set scores of items in each user's row of ``exclude`` to -inf, in place."""
+    known = np.flatnonzero((users >= 0) & (users < exclude.shape[0]))
+    if len(known) == 0:
+        return
+    seen = exclude[users[known]].tocoo()
+    scores[known[seen.row], seen.col] = -np.inf
