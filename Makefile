@@ -1,0 +1,79 @@
+# Two commands on a fresh machine: `make demo` (set up, run the training DAG) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+
+# One local home for everything the demo creates (git-ignored).
+export RECSYS_HOME := $(CURDIR)/.recsys
+export AIRFLOW_HOME := $(RECSYS_HOME)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(RECSYS_HOME)/airflow/airflow.db
+export AIRFLOW__CORE__PARALLELISM := 4
+export AIRFLOW__CORE__EXECUTOR := LocalExecutor
+export AIRFLOW__API__HOST := 127.0.0.1
+export AIRFLOW__API__PORT := 8080
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS := True
+export MLFLOW_TRACKING_URI := sqlite:///$(RECSYS_HOME)/mlflow.db
+export RECSYS_ARTIFACT_ROOT := $(RECSYS_HOME)/mlartifacts
+export PATH := $(BIN):$(PATH)
+export PYTHONHASHSEED := 0
+
+DEMO_CONF ?= {"source": "synthetic", "models": ["als"], "synthetic_users": 1000, "synthetic_items": 500}
+
+.PHONY: demo test test-fast bench airflow mlflow install clean lock help
+
+help:
+	@echo "make demo    set up .venv from the lock file and run the recsys_training DAG on synthetic data"
+	@echo "make test    run the whole test suite"
+	@echo "make airflow start Airflow (scheduler, API server, DAG processor) on http://127.0.0.1:8080"
+	@echo "make mlflow  start the MLflow UI on http://127.0.0.1:5000"
+	@echo "make bench   run the benchmarks (writes benchmarks/results/*.json)"
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv==0.13.9
+	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+$(RECSYS_HOME)/.ready: $(VENV)/.installed
+	mkdir -p $(AIRFLOW_HOME) $(RECSYS_HOME)/lake $(RECSYS_ARTIFACT_ROOT)
+	$(BIN)/airflow db migrate > $(RECSYS_HOME)/airflow-migrate.log 2>&1 || (tail -20 $(RECSYS_HOME)/airflow-migrate.log; exit 1)
+	$(BIN)/python -c "from pipelines.tracking.setup import configure_mlflow; configure_mlflow()"
+	touch $@
+
+demo: $(RECSYS_HOME)/.ready
+	$(BIN)/airflow dags reserialize > /dev/null 2>&1 || true
+	$(BIN)/airflow dags test recsys_training -c '$(DEMO_CONF)' > $(RECSYS_HOME)/demo-dag.log 2>&1 \
+		|| (tail -40 $(RECSYS_HOME)/demo-dag.log; exit 1)
+	@$(BIN)/recsys status
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(VENV)/.installed
+	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.lock
+	$(BIN)/python benchmarks/als_vs_implicit.py
+
+airflow: $(RECSYS_HOME)/.ready
+	@echo "Airflow UI: http://127.0.0.1:8080 (local admin, no login). Ctrl-C stops it."
+	setsid $(BIN)/airflow standalone
+
+mlflow: $(RECSYS_HOME)/.ready
+	@echo "MLflow UI: http://127.0.0.1:5000. Ctrl-C stops it."
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --default-artifact-root $(RECSYS_ARTIFACT_ROOT) -h 127.0.0.1 -p 5000
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra bench --python-version 3.11 -o requirements.lock -q
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra bench --extra gpu --python-version 3.11 -o requirements-gpu.lock -q
+
+clean:
+	rm -rf $(RECSYS_HOME)

@@ -1,0 +1,183 @@
+"""The features step: clean interactions -> encodings, splits, matrices, content features.
+
+``run_features`` is what the ``build_features`` task and the CLI call. It owns
+``features/<key>/`` under the lake root: the partition is deleted first, written under a
+temporary name beside it and renamed into place, so a re-run gives the same files and a crash
+never leaves a half-written partition under the real name.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import scipy.sparse as sp
+
+from pipelines.constants import ITEM, ITEM_IDX, RATING, TIMESTAMP, USER, USER_IDX
+from pipelines.errors import DataError
+from pipelines.features.config import FeatureConfig, parse_feature_config
+from pipelines.features.matrices import interactions_to_csr
+from pipelines.features.splits import split_interactions
+from pipelines.features.store import (
+    FORMAT_VERSION,
+    ITEM_FEATURE_NAMES_JSON,
+    ITEM_FEATURES_NPZ,
+    ITEM_INDEX_FILE,
+    MANIFEST_JSON,
+    TEST_NPZ,
+    TEST_PARQUET,
+    TRAIN_NPZ,
+    TRAIN_PARQUET,
+    USER_INDEX_FILE,
+    VALIDATION_NPZ,
+    FeatureSet,
+    load_feature_set,
+    write_index,
+    write_json,
+)
+from pipelines.paths import run_dir
+
+__all__ = ["FeatureSet", "load_feature_set", "run_features"]
+
+log = logging.getLogger(__name__)
+
+
+def interaction_files(clean_uri: str | Path) -> list[Path]:
+    """The parquet files of a clean partition, sorted by name.
+
+    ``clean_uri`` is ``clean/<key>`` (files under its ``interactions/``) or the ``interactions``
+    folder itself. Raises DataError naming the folder when it holds no parquet file.
+    """
+    root = Path(clean_uri)
+    folder = root / "interactions" if (root / "interactions").is_dir() else root
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not files:
+        raise DataError(f"no interaction parquet files in {folder} (clean_uri={str(clean_uri)!r})")
+    return files
+
+
+def load_encoded_interactions(
+    files: list[Path], min_rating: float | None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
+    """Read the clean files with Dask, encode them, and bring the result into memory.
+
+    Returns ``(interactions, user_index, item_index, n_rows_read)``. Rows rated below
+    ``min_rating`` are dropped before encoding. ``interactions`` is sorted by
+    (user_idx, item_idx) so later splits depend on content and seed, not on file layout.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    from pipelines.features.encoding import build_encodings, encode_interactions
+
+    raw = dd.read_parquet([str(f) for f in files])
+    missing = [c for c in (USER, ITEM, RATING, TIMESTAMP) if c not in raw.columns]
+    if missing:
+        raise DataError(f"{files[0].parent}: interactions have no column(s) {missing} (columns: {list(raw.columns)})")
+    kept = raw if min_rating is None else raw[raw[RATING] >= min_rating]
+    try:
+        user_index, item_index = build_encodings(kept)
+    except DataError as exc:
+        raise DataError(f"{files[0].parent}: {exc}") from None
+    encoded = encode_interactions(kept, user_index, item_index)
+    frame, n_rows = dask.compute(encoded, raw.map_partitions(len).sum())
+    frame = frame.sort_values([USER_IDX, ITEM_IDX], kind="stable").reset_index(drop=True)
+    duplicated = frame.duplicated([USER_IDX, ITEM_IDX])
+    if duplicated.any():
+        row = frame[duplicated].iloc[0]
+        raise DataError(
+            f"{files[0].parent}: {int(duplicated.sum())} repeated (user_id, item_id) pairs, e.g. "
+            f"({user_index[USER].iloc[int(row[USER_IDX])]!r}, {item_index[ITEM].iloc[int(row[ITEM_IDX])]!r}); "
+            "the clean contract is one row per pair"
+        )
+    return frame, user_index, item_index, int(n_rows)
+
+
+def run_features(
+    config: dict[str, Any] | FeatureConfig | None,
+    clean_uri: str,
+    items_uri: str | None,
+    out_root: str,
+    run_key: str,
+) -> dict[str, Any]:
+    """Build ``features/<run_key>/`` under ``out_root`` from a clean partition.
+
+    ``config`` is validated into a :class:`FeatureConfig` (ConfigError names a bad field).
+    ``items_uri`` (optional) is item metadata parquet; content features are built from it when
+    ``config.content_features``. Returns ``{"features_uri", "n_users", "n_items", "n_train",
+    "n_test", "n_validation"}``. Raises DataError naming the file at fault.
+    """
+    cfg = parse_feature_config(config)
+    files = interaction_files(clean_uri)
+    frame, user_index, item_index, n_rows = load_encoded_interactions(files, cfg.min_rating)
+    n_users, n_items = len(user_index), len(item_index)
+    parts = split_interactions(frame, cfg)
+
+    def csr(part: pd.DataFrame) -> sp.csr_matrix:
+        return interactions_to_csr(part, n_users, n_items, implicit=cfg.implicit)
+
+    item_features = None
+    if items_uri is not None and cfg.content_features:
+        item_features = _content_features(items_uri, item_index, cfg.tfidf_max_features)
+
+    out = run_dir("features", run_key, root=out_root)
+    partial = out.with_name(f".{out.name}.partial")
+    for stale in (out, partial):
+        if stale.exists():
+            shutil.rmtree(stale)
+    partial.mkdir(parents=True)
+    try:
+        write_index(partial / USER_INDEX_FILE, user_index, USER, USER_IDX)
+        write_index(partial / ITEM_INDEX_FILE, item_index, ITEM, ITEM_IDX)
+        sp.save_npz(partial / TRAIN_NPZ, csr(parts.train))
+        sp.save_npz(partial / TEST_NPZ, csr(parts.test))
+        if parts.validation is not None:
+            sp.save_npz(partial / VALIDATION_NPZ, csr(parts.validation))
+        parts.train.to_parquet(partial / TRAIN_PARQUET, index=False)
+        parts.test.to_parquet(partial / TEST_PARQUET, index=False)
+        if item_features is not None:
+            sp.save_npz(partial / ITEM_FEATURES_NPZ, item_features[0])
+            write_json(partial / ITEM_FEATURE_NAMES_JSON, item_features[1])
+        n_validation = 0 if parts.validation is None else len(parts.validation)
+        counts = {
+            "n_users": n_users,
+            "n_items": n_items,
+            "n_train": len(parts.train),
+            "n_test": len(parts.test),
+            "n_validation": n_validation,
+            "cold_dropped": parts.cold_dropped,
+            "below_min_rating": n_rows - len(frame),
+        }
+        manifest = {
+            **counts,
+            "n_interactions": n_rows,  # == n_train + n_test + n_validation + cold_dropped + below_min_rating
+            "n_item_features": 0 if item_features is None else len(item_features[1]),
+            "format_version": FORMAT_VERSION,
+            "inputs": {"clean_uri": str(clean_uri), "items_uri": None if items_uri is None else str(items_uri)},
+            "config": cfg.model_dump(mode="json"),
+            "files": sorted([p.name for p in partial.iterdir()] + [MANIFEST_JSON]),
+        }
+        write_json(partial / MANIFEST_JSON, manifest)
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    log.info("features %s: %s", out, counts)
+    return {"features_uri": str(out), **{k: counts[k] for k in ("n_users", "n_items", "n_train", "n_test", "n_validation")}}
+
+
+def _content_features(items_uri: str, item_index: pd.DataFrame, max_features: int) -> tuple[sp.csr_matrix, list[str]]:
+    """Read item metadata and featurize it; errors name ``items_uri``."""
+    from pipelines.features.content import item_content_features
+
+    path = Path(items_uri)
+    if not path.exists():
+        raise DataError(f"item metadata {items_uri!r} does not exist (items_uri)")
+    items = pd.read_parquet(path)
+    try:
+        return item_content_features(items, item_index, max_features=max_features)
+    except DataError as exc:
+        raise DataError(f"{items_uri}: {exc}") from None

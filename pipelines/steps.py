@@ -1,0 +1,102 @@
+"""The pipeline's steps as the DAG tasks call them: plain dicts in, small dicts out.
+
+Each function is one task's whole body. A ``plan`` (from :func:`plan`) carries the run key,
+the lake root and every step's validated config, so every task of a run agrees on them and
+nothing but URIs, counts and metrics travels through XCom.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def plan(params: Mapping[str, Any], run_id: str, lake_root: str | None = None) -> dict[str, Any]:
+    """Validate the run's parameters into step configs; fails the run before any work starts."""
+    from pipelines.paths import lake, run_key
+    from pipelines.pipeline import from_params
+
+    config = from_params(params)
+    return {"run_key": run_key(run_id), "lake": str(lake_root or lake()), "config": config.model_dump(mode="json")}
+
+
+def _config(plan: Mapping[str, Any]):
+    from pipelines.pipeline import PipelineConfig
+
+    return PipelineConfig.model_validate(plan["config"])
+
+
+def open_run(plan: Mapping[str, Any]) -> dict[str, str]:
+    """Create (or reuse, on retry) the run's MLflow parent run."""
+    from pipelines.pipeline import open_tracking
+
+    return open_tracking(_config(plan), plan["run_key"])
+
+
+def ingest(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """Read the source into the run's immutable snapshot."""
+    from pipelines.compute.dask_cluster import dask_client
+    from pipelines.data.ingest import run_ingest
+
+    config = _config(plan)
+    with dask_client(config.dask):
+        return run_ingest(config.ingest, plan["lake"], plan["run_key"])
+
+
+def clean(plan: Mapping[str, Any], ingested: Mapping[str, Any]) -> dict[str, Any]:
+    """Clean the snapshot; quarantined rows keep their reason."""
+    from pipelines.cleaning.run import run_cleaning
+    from pipelines.compute.dask_cluster import dask_client
+
+    config = _config(plan)
+    with dask_client(config.dask):
+        return run_cleaning(config.cleaning, ingested["snapshot_uri"], plan["lake"], plan["run_key"])
+
+
+def build_features(plan: Mapping[str, Any], ingested: Mapping[str, Any], cleaned: Mapping[str, Any]) -> dict[str, Any]:
+    """Encode ids, split, build matrices and content features."""
+    from pipelines.compute.dask_cluster import dask_client
+    from pipelines.features.run import run_features
+
+    config = _config(plan)
+    with dask_client(config.dask):
+        return run_features(config.features, cleaned["clean_uri"], ingested.get("items_uri"), plan["lake"], plan["run_key"])
+
+
+def candidates(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One train config per candidate model (the DAG maps the train task over these)."""
+    return [dict(c) for c in plan["config"]["candidates"]]
+
+
+def lineage(ingested: Mapping[str, Any], cleaned: Mapping[str, Any]) -> dict[str, Any]:
+    """Snapshot hash and row counts recorded on every run."""
+    from pipelines.pipeline import lineage_of
+
+    return lineage_of(ingested, cleaned)
+
+
+def train(
+    plan: Mapping[str, Any],
+    candidate: Mapping[str, Any],
+    features: Mapping[str, Any],
+    tracking: Mapping[str, str] | None,
+    lineage: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Fit, evaluate and log one candidate."""
+    from pipelines.training.run import run_training
+
+    return run_training(candidate, features["features_uri"], plan["lake"], plan["run_key"], tracking, lineage)
+
+
+def register_and_promote(
+    plan: Mapping[str, Any],
+    results: list[Mapping[str, Any]],
+    features: Mapping[str, Any],
+    tracking: Mapping[str, str],
+    lineage: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Register the best candidate; move the serving alias only if it beats the champion."""
+    from pipelines.training.promote import run_register_and_promote
+
+    return run_register_and_promote(
+        list(results), plan["config"]["promotion"], features["features_uri"], plan["run_key"], tracking, lineage
+    )

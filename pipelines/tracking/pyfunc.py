@@ -1,0 +1,86 @@
+"""The model as an MLflow pyfunc: user ids in, ranked items with scores out.
+
+``predict`` calls the same :class:`RecommenderBundle` code that evaluation and batch scoring
+use, and the ``pipelines`` package ships with the model (``code_paths``), so a registered
+version loads in any environment with the pinned dependencies.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from pipelines.constants import ITEM, RANK, SCORE, USER
+
+DEFAULT_K = 10
+BUNDLE_ARTIFACT = "bundle"
+
+
+class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper around a model bundle.
+
+    Input: a frame with a ``user_id`` column (and optionally ``k`` per row), or a list of ids.
+    Params: ``k`` (default 10). Output: ``user_id, rank, item_id, score``, best first,
+    each user's training items excluded, unknown users given popular items.
+    """
+
+    def load_context(self, context: Any) -> None:
+        from pipelines.serving.bundle import RecommenderBundle
+
+        self.bundle = RecommenderBundle.load(context.artifacts[BUNDLE_ARTIFACT])
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        frame = _as_frame(model_input)
+        k = int((params or {}).get("k") or DEFAULT_K)
+        if "k" in frame.columns and frame["k"].notna().any():
+            k = int(frame["k"].dropna().iloc[0])
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        return self.bundle.recommend(frame[USER].astype(str).tolist(), k=k)
+
+
+def _as_frame(model_input: Any) -> pd.DataFrame:
+    if isinstance(model_input, pd.DataFrame):
+        if USER not in model_input.columns:
+            raise ValueError(f"input needs a {USER!r} column; got {list(model_input.columns)}")
+        return model_input
+    if isinstance(model_input, dict):
+        return pd.DataFrame(model_input)
+    return pd.DataFrame({USER: list(model_input)})
+
+
+def model_signature():
+    """Input ``user_id`` (and optional ``k``), param ``k``, output the ranked frame."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", USER), ColSpec("long", "k", required=False)]),
+        outputs=Schema(
+            [ColSpec("string", USER), ColSpec("long", RANK), ColSpec("string", ITEM), ColSpec("double", SCORE)]
+        ),
+        params=ParamSchema([ParamSpec("k", "long", DEFAULT_K)]),
+    )
+
+
+def _requirements() -> list[str]:
+    names = ["numpy", "pandas", "scipy", "pyarrow", "pydantic", "scikit-learn", "mlflow"]
+    return [f"{name}=={version(name)}" for name in names]
+
+
+def log_bundle_model(bundle_dir: str | Path, example_users: list[str], name: str = "model") -> Any:
+    """Log ``bundle_dir`` as a pyfunc model in the active run; returns MLflow's ModelInfo."""
+    package_dir = Path(__file__).resolve().parents[1]
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=RecommenderPyfunc(),
+        artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+        code_paths=[str(package_dir)],
+        signature=model_signature(),
+        input_example=pd.DataFrame({USER: [str(u) for u in example_users[:3]]}),
+        pip_requirements=_requirements(),
+    )

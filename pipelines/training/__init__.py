@@ -1,0 +1,1 @@
+"""The train step (fit, evaluate, log one candidate) and the register-and-promote step."""

@@ -1,0 +1,54 @@
+"""Configuration of the train step: which model, its hyperparameters, weighting, K."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipelines.features.weighting import WeightingConfig
+
+
+class TrainConfig(BaseModel):
+    """One candidate model's training and evaluation settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field("als", description="model family name (see pipelines.models.model_names())")
+    params: dict[str, Any] = Field(default_factory=dict, description="the family's hyperparameters")
+    weighting: WeightingConfig = Field(default_factory=WeightingConfig, description="confidence weighting of the training matrix")
+    k: int = Field(10, ge=1, le=1000, description="cut-off K of the headline metrics")
+    plot_ks: tuple[int, ...] = Field((1, 5, 10, 20, 50), description="K values of the metric-at-K plot")
+    device: str = Field("cpu", description="cpu, gpu or auto; a GPU request without a GPU falls back to CPU")
+
+    @field_validator("model")
+    @classmethod
+    def _model_known(cls, value: str) -> str:
+        from pipelines.models import model_names
+
+        if value not in model_names():
+            raise ValueError(f"unknown model {value!r}; allowed: {', '.join(model_names())}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_known(cls, value: str) -> str:
+        if value not in ("cpu", "gpu", "auto"):
+            raise ValueError(f"device must be cpu, gpu or auto; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _params_valid(self) -> "TrainConfig":
+        from pipelines.models import create_model
+
+        create_model(self.model, self.model_params())  # raises ConfigError naming the parameter
+        return self
+
+    def model_params(self) -> dict[str, Any]:
+        """Hyperparameters passed to the model, with the device where the family has one."""
+        from pipelines.models import model_class
+
+        params = dict(self.params)
+        if "device" in model_class(self.model).config_class.model_fields:
+            params.setdefault("device", self.device)
+        return params

@@ -1,0 +1,119 @@
+"""The train step: fit one candidate, evaluate it on the held-out split, log it to MLflow."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from pipelines.paths import run_dir
+from pipelines.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def fit_and_evaluate(config: TrainConfig, features: Any) -> tuple[Any, dict[str, float], dict[int, dict[str, float]]]:
+    """Fit ``config.model`` on ``features.train`` and evaluate it on ``features.test``.
+
+    Pure compute (no IO): returns (fitted model, metrics at ``config.k`` plus fit time,
+    metrics for each K of ``config.plot_ks``).
+    """
+    from pipelines.evaluation.evaluate import metrics_at_ks
+    from pipelines.features.weighting import apply_weighting
+    from pipelines.models import create_model
+    from pipelines.seeding import seed_everything
+
+    seed_everything(int(config.model_params().get("seed", 42)))
+    weighted = apply_weighting(features.train, config.weighting)
+    model = create_model(config.model, config.model_params())
+    started = time.perf_counter()
+    model.fit(weighted, item_features=features.item_features)
+    fit_seconds = time.perf_counter() - started
+    ks = tuple(sorted(set(config.plot_ks) | {config.k}))
+    by_k = metrics_at_ks(model, features.train, features.test, ks=ks)
+    metrics = {**by_k[config.k], "fit_seconds": fit_seconds}
+    return model, metrics, by_k
+
+
+def run_training(
+    config: TrainConfig | Mapping[str, Any],
+    features_uri: str,
+    out_root: str | None,
+    run_key: str,
+    tracking: Mapping[str, str] | None = None,
+    lineage: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one candidate and save its bundle under ``models/<run_key>/<model>``.
+
+    With ``tracking`` ({"parent_run_id", "experiment_id"}), a nested MLflow run records the
+    configs, per-iteration loss, metrics, lineage, plots and the pyfunc model. Returns
+    {"model", "metrics", "bundle_uri", "run_id", "model_uri"} (the last two None untracked).
+    """
+    from pipelines.features.run import load_feature_set
+    from pipelines.serving.bundle import RecommenderBundle
+
+    config = TrainConfig.model_validate(config)
+    features = load_feature_set(features_uri)
+    model, metrics, by_k = fit_and_evaluate(config, features)
+    log.info("%s on %s: %s", config.model, features_uri, {k: round(v, 4) for k, v in metrics.items()})
+
+    seen = features.train.copy()
+    seen.data = np.ones_like(seen.data)
+    bundle = RecommenderBundle(
+        model=model,
+        user_ids=features.user_ids,
+        item_ids=features.item_ids,
+        seen=seen,
+        info={"run_key": run_key, "features_uri": str(features_uri), "lineage": dict(lineage or {})},
+    )
+    bundle_dir = bundle.save(run_dir("models", run_key, out_root) / config.model)
+
+    result: dict[str, Any] = {
+        "model": config.model,
+        "metrics": metrics,
+        "bundle_uri": str(bundle_dir),
+        "run_id": None,
+        "model_uri": None,
+    }
+    if tracking:
+        result.update(
+            _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking, dict(lineage or {}))
+        )
+    return result
+
+
+def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking, lineage) -> dict[str, str]:
+    import mlflow
+
+    from pipelines.tracking.plots import plot_loss_curve, plot_metrics_at_k
+    from pipelines.tracking.pyfunc import log_bundle_model
+    from pipelines.tracking.runs import flatten, start_child_run
+
+    child_id = start_child_run(tracking["parent_run_id"], config.model, tracking["experiment_id"])
+    with mlflow.start_run(run_id=child_id):
+        mlflow.log_params(flatten({"train": config.model_dump(mode="json"), "model": model.config.model_dump(mode="json")}))
+        mlflow.log_params(flatten({"features": features.manifest.get("config", {})}))
+        for step, loss in enumerate(model.training_loss_, start=1):
+            mlflow.log_metric("training_loss", float(loss), step=step)
+        mlflow.log_metrics({_metric_key(k): float(v) for k, v in metrics.items()})
+        for k, values in by_k.items():
+            for name, value in values.items():
+                if "@" in name:
+                    mlflow.log_metric(_metric_key(name.split("@")[0]) + "_at_k", float(value), step=k)
+        mlflow.set_tags({f"lineage.{k}": str(v) for k, v in flatten(lineage).items()})
+        mlflow.set_tag("features_uri", str(features.manifest.get("uri", "")))
+        with tempfile.TemporaryDirectory() as tmp:
+            plot_loss_curve(model.training_loss_, Path(tmp) / "loss_curve.png", f"{config.model} training loss")
+            plot_metrics_at_k(by_k, Path(tmp) / "metrics_at_k.png")
+            mlflow.log_artifacts(tmp, artifact_path="plots")
+        info = log_bundle_model(bundle_dir, example_users=list(features.user_ids[:3]))
+    return {"run_id": child_id, "model_uri": info.model_uri}
+
+
+def _metric_key(name: str) -> str:
+    """MLflow metric names: '@' is allowed, but keep them readable in the UI and URLs."""
+    return name.replace("@", "_at_")
