@@ -20,6 +20,8 @@ export MLFLOW_TRACKING_URI := sqlite:///$(RECSYS_HOME)/mlflow.db
 export RECSYS_ARTIFACT_ROOT := $(RECSYS_HOME)/mlartifacts
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
+# Byte-compiled caches make every subprocess (Airflow tasks, CLI tests) start seconds faster.
+unexport PYTHONDONTWRITEBYTECODE
 
 DEMO_CONF ?= {"source": "synthetic", "models": ["als"], "synthetic_users": 1000, "synthetic_items": 500}
 

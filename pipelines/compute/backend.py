@@ -46,12 +46,34 @@ class ArrayBackend:
             return array.get()
         return np.asarray(array)
 
-    def csr(self, matrix: Any) -> Any:
-        """A SciPy CSR matrix -> this backend's CSR matrix (float32)."""
-        matrix = matrix.tocsr().astype(np.float32)
+    def csr(self, matrix: Any, dtype: Any = np.float32) -> Any:
+        """A SciPy sparse matrix -> this backend's CSR matrix (float32 unless ``dtype`` says)."""
+        matrix = matrix.tocsr().astype(dtype)
         if self.is_gpu:
             return self.sparse.csr_matrix(matrix)
         return matrix
+
+    def gathered_rowdot(self, left: Any, right: Any, right_rows: Any) -> Any:
+        """``out[j] = left[j] . right[right_rows[j]]`` for every row j of ``left``.
+
+        This is the sampled dense-dense product at the heart of sparse factorization (one dot
+        product per stored entry). ``left`` is (n, f), ``right`` is C-contiguous (m, f),
+        ``right_rows`` is n indices into ``right``; returns a length-n vector of the same dtype.
+
+        On the GPU the gather-multiply-sum is fast as written. On the CPU ``right[right_rows]``
+        would cost a second (n, f) array per call, so the product runs as one block-sparse
+        (BSR, 1 x f blocks) matrix-vector product that reads ``left`` once and ``right`` in place.
+        """
+        if self.is_gpu:
+            return (left * right[right_rows]).sum(axis=1)
+        n, f = left.shape
+        if n == 0:
+            return np.zeros(0, dtype=left.dtype)
+        operator = self.sparse.bsr_matrix(
+            (left.reshape(n, 1, f), right_rows, np.arange(n + 1, dtype=right_rows.dtype)),
+            shape=(n, right.shape[0] * f),
+        )
+        return operator @ np.ascontiguousarray(right).reshape(-1)
 
 
 @lru_cache(maxsize=1)
@@ -76,10 +98,12 @@ def resolve_device(requested: str | None = None) -> str:
     """Resolve ``requested`` (or ``$RECSYS_DEVICE``) to "cpu" or "gpu".
 
     "gpu" without a usable GPU warns and returns "cpu"; "auto" picks the GPU when present.
+    Raises ValueError naming the allowed values for anything else.
     """
-    choice = (requested or os.environ.get(ENV_DEVICE) or "cpu").lower()
+    source = "device" if requested else f"${ENV_DEVICE}"
+    choice = str(requested or os.environ.get(ENV_DEVICE) or "cpu").strip().lower()
     if choice not in ("cpu", "gpu", "auto", "cuda"):
-        raise ValueError(f"device must be one of cpu, gpu, auto; got {choice!r}")
+        raise ValueError(f"{source} must be one of 'cpu', 'gpu', 'auto' ('cuda' = 'gpu'); got {choice!r}")
     if choice == "cpu":
         return "cpu"
     ok, reason = gpu_available()

@@ -77,7 +77,8 @@ def dask_client(config: DaskConfig | dict | None = None) -> Iterator["Client"]:
                 threads_per_worker=threads,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                dashboard_address="127.0.0.1:0",  # None still opens one on all interfaces
+                worker_dashboard_address="127.0.0.1:0",
                 memory_limit=config.memory_limit,
             )
     else:
@@ -85,7 +86,7 @@ def dask_client(config: DaskConfig | dict | None = None) -> Iterator["Client"]:
             n_workers=1,
             threads_per_worker=threads,
             processes=False,
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # None still opens one on all interfaces
         )
     log.info("started local Dask cluster (%s)", "processes" if config.processes else "threads")
     with cluster, Client(cluster) as client:
@@ -105,4 +106,4 @@ def _cuda_cluster_or_none():
     except ImportError as exc:
         log.warning("GPU Dask cluster requested but dask-cuda is missing (%s); using a CPU cluster", exc)
         return None
-    return LocalCUDACluster(dashboard_address=None)
+    return LocalCUDACluster(dashboard_address="127.0.0.1:0")

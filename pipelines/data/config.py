@@ -78,7 +78,7 @@ class IngestConfig(BaseModel):
     def _in_range(cls, value: Any, info: Any) -> Any:
         low, high = _RANGES[info.field_name]
         if value is not None and not low <= value <= high:
-            raise ValueError(f"{info.field_name} must be in [{low:g}, {high:g}], got {value!r}")
+            raise ValueError(f"{info.field_name} must be in [{format_bound(low)}, {format_bound(high)}], got {value!r}")
         return value
 
     @field_validator("delimiter", mode="after")
@@ -126,6 +126,11 @@ class IngestConfig(BaseModel):
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def format_bound(value: float) -> str:
+    """A range bound as people write it: 1000000 rather than 1e+06, 0.05 rather than 0.050000."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def validate_config(model: type[ConfigT], value: ConfigT | dict[str, Any] | None, step: str) -> ConfigT:

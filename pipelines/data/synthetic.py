@@ -216,7 +216,6 @@ def synthetic_interactions(cfg: IngestConfig | dict[str, Any]) -> dd.DataFrame:
     partition is generated on its own.
     """
     import dask.dataframe as dd
-    from dask.base import tokenize
 
     cfg = load_ingest_config(cfg)
     offsets = partition_offsets(cfg)
@@ -227,7 +226,6 @@ def synthetic_interactions(cfg: IngestConfig | dict[str, Any]) -> dd.DataFrame:
         meta=_empty_frame(),
         divisions=None,
         label="synthetic-interactions",
-        token=tokenize(cfg.model_dump_json()),
         enforce_metadata=False,
     )
 

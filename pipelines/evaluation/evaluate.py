@@ -31,7 +31,9 @@ def _prepare(
     train: sp.spmatrix, test: sp.spmatrix, users: np.ndarray | None
 ) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
     if train.shape != test.shape:
-        raise ValueError(f"train has shape {train.shape} but test has {test.shape}; they must align")
+        raise ValueError(
+            f"train has shape {train.shape} but test has {test.shape}; they must align"
+        )
     train, test = sp.csr_matrix(train), sp.csr_matrix(test)
     if users is None:
         users = users_with_test_items(test)
@@ -40,7 +42,8 @@ def _prepare(
         out_of_range = (users < 0) | (users >= test.shape[0])
         if out_of_range.any():
             raise ValueError(
-                f"users holds index {users[out_of_range][0]} outside [0, {test.shape[0]}) (test rows)"
+                f"users holds index {users[out_of_range][0]} outside "
+                f"[0, {test.shape[0]}) (the rows of test)"
             )
     return train, test, users
 

@@ -48,7 +48,9 @@ def hit_matrix(recommended: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
     return valid & (keys[pos] == query)
 
 
-def _check_inputs(recommended: np.ndarray, relevant: sp.spmatrix, k: int, n_items: int) -> np.ndarray:
+def _check_inputs(
+    recommended: np.ndarray, relevant: sp.spmatrix, k: int, n_items: int
+) -> np.ndarray:
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if n_items < 1:
@@ -68,7 +70,9 @@ def _check_inputs(recommended: np.ndarray, relevant: sp.spmatrix, k: int, n_item
     repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
     if repeated.any():
         row = int(np.flatnonzero(repeated.any(axis=1))[0])
-        raise ValueError(f"recommended row {row} repeats an item; a top-k list holds each item once")
+        raise ValueError(
+            f"recommended row {row} repeats an item; a top-k list holds each item once"
+        )
     return rec
 
 
@@ -110,7 +114,7 @@ def ranking_metrics(
     precision_at_hits = np.cumsum(hits, axis=1) / ranks * hits
     average_precision = precision_at_hits.sum(axis=1) / n_rel
 
-    distinct = np.unique(rec[rec >= 0])
+    distinct = np.unique(rec[(rec >= 0) & (rec < n_items)])
     result.update(
         {
             f"precision@{k}": float(np.mean(n_hits / k)),

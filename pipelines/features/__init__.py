@@ -6,7 +6,7 @@
 - :mod:`~pipelines.features.matrices`   users x items CSR matrices
 - :mod:`~pipelines.features.weighting`  confidence weighting (linear, log, BM25)
 - :mod:`~pipelines.features.content`    item content features (genres, title, tags)
-- :mod:`~pipelines.features.store`      ``FeatureSet`` and ``load_feature_set`` (what training reads)
+- :mod:`~pipelines.features.store`      ``FeatureSet``, ``load_feature_set`` (what training reads)
 - :mod:`~pipelines.features.run`        ``run_features``: the step's entry point
 
 Nothing is imported here so that ``import pipelines.features`` stays cheap (no Dask).

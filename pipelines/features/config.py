@@ -13,9 +13,16 @@ SplitMethod = Literal["stratified", "random", "temporal_last_n", "temporal_cutof
 
 
 def check_range(
-    name: str, value: float, low: float | None, high: float | None, *, low_open: bool, high_open: bool
+    name: str,
+    value: float,
+    low: float | None,
+    high: float | None,
+    *,
+    low_open: bool,
+    high_open: bool,
 ) -> float:
-    """Return ``value`` if it lies in the interval, else raise ValueError naming ``name`` and the range."""
+    """Return ``value`` if it lies in the interval; else raise ValueError naming ``name``
+    and the interval, e.g. ``test_fraction must be in (0, 1), got 1.5``."""
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
@@ -49,7 +56,8 @@ class FeatureConfig(BaseModel):
     seed: int = 42
     """Seed of every random draw of the step (0 <= seed < 2**32)."""
     min_rating: float | None = None
-    """When set, interactions rated below it are dropped before splitting (counted in the manifest)."""
+    """When set, interactions rated below it are dropped before splitting (and counted in the
+    manifest as ``below_min_rating``)."""
     implicit: bool = False
     """When True the CSR values are 1.0 instead of the rating."""
     content_features: bool = True
@@ -80,7 +88,9 @@ class FeatureConfig(BaseModel):
     @field_validator("tfidf_max_features")
     @classmethod
     def _tfidf_range(cls, value: int) -> int:
-        return int(check_range("tfidf_max_features", value, 1, None, low_open=False, high_open=True))
+        return int(
+            check_range("tfidf_max_features", value, 1, None, low_open=False, high_open=True)
+        )
 
     @field_validator("cutoff")
     @classmethod
@@ -115,12 +125,13 @@ def to_epoch_seconds(value: int | float | str) -> int:
         return int(float(text))
     except ValueError:
         pass
+    message = f"cutoff must be epoch seconds or an ISO date/time, got {value!r}"
     try:
         stamp = pd.Timestamp(text)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"cutoff must be epoch seconds or an ISO date/time, got {value!r}") from exc
+        raise ValueError(message) from exc
     if stamp is pd.NaT:
-        raise ValueError(f"cutoff must be epoch seconds or an ISO date/time, got {value!r}")
+        raise ValueError(message)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
     return int(stamp.timestamp())

@@ -24,7 +24,7 @@ _YEAR = re.compile(r"\(\s*\d{4}\s*\)")
 
 
 def split_genres(value: object) -> list[str]:
-    """``"Action|Comedy"`` -> ``["Action", "Comedy"]``; blanks and the MovieLens placeholder dropped."""
+    """``"Action|Comedy"`` -> ``["Action", "Comedy"]``, without blanks or MovieLens' placeholder."""
     if not isinstance(value, str):
         return []
     return [g.strip() for g in value.split("|") if g.strip() and g.strip() != NO_GENRES]
@@ -55,7 +55,9 @@ def item_content_features(
     ids = items[ITEM].astype(str)
     repeated = ids[ids.duplicated()]
     if len(repeated):
-        raise DataError(f"item metadata repeats item_id {repeated.iloc[0]!r} ({len(repeated)} repeated rows)")
+        raise DataError(
+            f"item metadata repeats item_id {repeated.iloc[0]!r} ({len(repeated)} repeated rows)"
+        )
     n_items = len(item_index)
     index = item_index[[ITEM, ITEM_IDX]].assign(**{ITEM: item_index[ITEM].astype(str)})
     meta = items.assign(**{ITEM: ids}).merge(index, on=ITEM, how="inner").sort_values(ITEM_IDX)
@@ -68,7 +70,8 @@ def item_content_features(
     if TITLE in meta.columns:
         _add_tfidf(meta[TITLE].map(clean_title), "title", max_features, blocks, names)
     if TAGS in meta.columns:
-        _add_tfidf(meta[TAGS].map(lambda v: v if isinstance(v, str) else ""), "tag", max_features, blocks, names)
+        tags = meta[TAGS].map(lambda v: v if isinstance(v, str) else "")
+        _add_tfidf(tags, "tag", max_features, blocks, names)
 
     if not blocks:
         return sp.csr_matrix((n_items, 0), dtype=np.float32), []
@@ -91,7 +94,9 @@ def _add_genres(column: pd.Series, blocks: list, names: list[str]) -> None:
         names.extend(f"genre={g}" for g in binarizer.classes_)
 
 
-def _add_tfidf(texts: pd.Series, prefix: str, max_features: int, blocks: list, names: list[str]) -> None:
+def _add_tfidf(
+    texts: pd.Series, prefix: str, max_features: int, blocks: list, names: list[str]
+) -> None:
     docs = texts.fillna("").astype(str).tolist()
     vectorizer = TfidfVectorizer(max_features=max_features, dtype=np.float64)
     try:

@@ -30,9 +30,13 @@ def build_encodings(interactions: dd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     """
     for column in (USER, ITEM):
         if column not in interactions.columns:
-            raise DataError(f"interactions have no column {column!r} (columns: {list(interactions.columns)})")
+            raise DataError(
+                f"interactions have no column {column!r} (columns: {list(interactions.columns)})"
+            )
+    # split_out=1: a tree reduction; the distinct ids are small, a shuffle would cost more.
     users, items = dask.compute(
-        interactions[USER].astype(str).unique(), interactions[ITEM].astype(str).unique()
+        interactions[USER].astype(str).unique(split_out=1),
+        interactions[ITEM].astype(str).unique(split_out=1),
     )
     if len(users) == 0:
         raise DataError("interactions are empty: no user_id to encode")
@@ -42,9 +46,12 @@ def build_encodings(interactions: dd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
 def _index_frame(ids: pd.Series, id_column: str, idx_column: str) -> pd.DataFrame:
     values = np.sort(np.asarray(pd.Series(ids).dropna().to_numpy(), dtype=str))
     if len(values) >= np.iinfo(np.int32).max:
-        raise DataError(f"{id_column} has {len(values)} distinct values: too many for int32 indices")
+        raise DataError(f"{id_column} has {len(values)} distinct values: too many for int32")
     return pd.DataFrame(
-        {id_column: pd.Series(values, dtype=object).astype(str), idx_column: np.arange(len(values), dtype=np.int32)}
+        {
+            id_column: pd.Series(values, dtype=object).astype(str),
+            idx_column: np.arange(len(values), dtype=np.int32),
+        }
     )
 
 
@@ -91,7 +98,9 @@ def encode_interactions(
     """
     missing = [c for c in (USER, ITEM, RATING, TIMESTAMP) if c not in interactions.columns]
     if missing:
-        raise DataError(f"interactions have no column(s) {missing} (columns: {list(interactions.columns)})")
+        raise DataError(
+            f"interactions have no column(s) {missing} (columns: {list(interactions.columns)})"
+        )
     user_ids = np.asarray(user_index.sort_values(USER_IDX)[USER].to_numpy(), dtype=str)
     item_ids = np.asarray(item_index.sort_values(ITEM_IDX)[ITEM].to_numpy(), dtype=str)
     meta = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in ENCODED_DTYPES.items()})

@@ -28,10 +28,14 @@ def build_csr(
     """
     users = np.asarray(user_idx, dtype=np.int64)
     items = np.asarray(item_idx, dtype=np.int64)
-    data = np.ones(len(users), dtype=np.float32) if values is None else np.asarray(values, dtype=np.float32)
+    if values is None:
+        data = np.ones(len(users), dtype=np.float32)
+    else:
+        data = np.asarray(values, dtype=np.float32)
     if not len(users) == len(items) == len(data):
         raise DataError(
-            f"user_idx, item_idx and values differ in length ({len(users)}, {len(items)}, {len(data)})"
+            "user_idx, item_idx and values differ in length "
+            f"({len(users)}, {len(items)}, {len(data)})"
         )
     for name, idx, bound in ((USER_IDX, users, n_users), (ITEM_IDX, items, n_items)):
         if len(idx) and (idx.min() < 0 or idx.max() >= bound):
@@ -47,8 +51,11 @@ def interactions_to_csr(
 ) -> sp.csr_matrix:
     """CSR of an encoded frame (``user_idx``, ``item_idx``, ``rating``): values are the ratings,
     or 1.0 when ``implicit``. Shape ``(n_users, n_items)`` of the full encoding."""
-    missing = [c for c in (USER_IDX, ITEM_IDX) + (() if implicit else (RATING,)) if c not in df.columns]
+    needed = (USER_IDX, ITEM_IDX) if implicit else (USER_IDX, ITEM_IDX, RATING)
+    missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise DataError(f"interaction frame has no column(s) {missing} (columns: {list(df.columns)})")
+        raise DataError(
+            f"interaction frame has no column(s) {missing} (columns: {list(df.columns)})"
+        )
     values = None if implicit else df[RATING].to_numpy()
     return build_csr(df[USER_IDX].to_numpy(), df[ITEM_IDX].to_numpy(), values, n_users, n_items)

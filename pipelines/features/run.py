@@ -1,9 +1,10 @@
 """The features step: clean interactions -> encodings, splits, matrices, content features.
 
 ``run_features`` is what the ``build_features`` task and the CLI call. It owns
-``features/<key>/`` under the lake root: the partition is deleted first, written under a
-temporary name beside it and renamed into place, so a re-run gives the same files and a crash
-never leaves a half-written partition under the real name.
+``features/<key>/`` under the lake root: the partition is deleted first (a failed re-run leaves
+nothing stale behind), then written under a temporary name beside it and renamed into place,
+so a re-run gives the same files and a crash never leaves a half-written partition under the
+real name.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pipelines.features.store import (
 )
 from pipelines.paths import run_dir
 
-__all__ = ["FeatureSet", "load_feature_set", "run_features"]
+__all__ = ["FeatureSet", "load_feature_set", "run_features", "run_features_from_split"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,10 @@ def load_encoded_interactions(
     raw = dd.read_parquet([str(f) for f in files])
     missing = [c for c in (USER, ITEM, RATING, TIMESTAMP) if c not in raw.columns]
     if missing:
-        raise DataError(f"{files[0].parent}: interactions have no column(s) {missing} (columns: {list(raw.columns)})")
+        raise DataError(
+            f"{files[0].parent}: interactions have no column(s) {missing} "
+            f"(columns: {list(raw.columns)})"
+        )
     kept = raw if min_rating is None else raw[raw[RATING] >= min_rating]
     try:
         user_index, item_index = build_encodings(kept)
@@ -88,10 +92,11 @@ def load_encoded_interactions(
     duplicated = frame.duplicated([USER_IDX, ITEM_IDX])
     if duplicated.any():
         row = frame[duplicated].iloc[0]
+        user = user_index[USER].iloc[int(row[USER_IDX])]
+        item = item_index[ITEM].iloc[int(row[ITEM_IDX])]
         raise DataError(
-            f"{files[0].parent}: {int(duplicated.sum())} repeated (user_id, item_id) pairs, e.g. "
-            f"({user_index[USER].iloc[int(row[USER_IDX])]!r}, {item_index[ITEM].iloc[int(row[ITEM_IDX])]!r}); "
-            "the clean contract is one row per pair"
+            f"{files[0].parent}: {int(duplicated.sum())} repeated (user_id, item_id) pairs, "
+            f"e.g. ({user!r}, {item!r}); the clean contract is one row per pair"
         )
     return frame, user_index, item_index, int(n_rows)
 
@@ -111,10 +116,68 @@ def run_features(
     "n_test", "n_validation"}``. Raises DataError naming the file at fault.
     """
     cfg = parse_feature_config(config)
+    out = _reset_partition(out_root, run_key)
     files = interaction_files(clean_uri)
     frame, user_index, item_index, n_rows = load_encoded_interactions(files, cfg.min_rating)
-    n_users, n_items = len(user_index), len(item_index)
     parts = split_interactions(frame, cfg)
+    inputs = {"clean_uri": str(clean_uri), "items_uri": None if items_uri is None else str(items_uri)}
+    return _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, items_uri, inputs)
+
+
+def run_features_from_split(
+    config: dict[str, Any] | FeatureConfig | None,
+    train_clean_uri: str,
+    test_clean_uri: str,
+    items_uri: str | None,
+    out_root: str,
+    run_key: str,
+) -> dict[str, Any]:
+    """Like :func:`run_features`, keeping a split made elsewhere (two clean partitions).
+
+    Ids are encoded over both partitions. A (user, item) pair present in both is a leak and
+    raises DataError; test rows of users without any training row are dropped and counted
+    as ``cold_dropped`` (no model can rank for them from the training data).
+    """
+    from pipelines.features.splits import SplitResult
+
+    cfg = parse_feature_config(config)
+    out = _reset_partition(out_root, run_key)
+    train_files, test_files = interaction_files(train_clean_uri), interaction_files(test_clean_uri)
+    try:
+        frame, user_index, item_index, n_rows = load_encoded_interactions(train_files + test_files, cfg.min_rating)
+    except DataError as exc:
+        if "repeated" not in str(exc):
+            raise
+        raise DataError(
+            f"the given split is not disjoint: {exc} (train: {train_clean_uri}, test: {test_clean_uri})"
+        ) from None
+    test_pairs = pd.concat([pd.read_parquet(f, columns=[USER, ITEM]) for f in test_files], ignore_index=True)
+    keys = pd.MultiIndex.from_arrays(
+        [user_index[USER].to_numpy()[frame[USER_IDX].to_numpy()], item_index[ITEM].to_numpy()[frame[ITEM_IDX].to_numpy()]]
+    )
+    in_test = keys.isin(pd.MultiIndex.from_frame(test_pairs.astype(str)))
+    train, test = frame[~in_test].reset_index(drop=True), frame[in_test]
+    warm = test[USER_IDX].isin(train[USER_IDX].unique())
+    parts = SplitResult(train=train, test=test[warm].reset_index(drop=True), validation=None,
+                        cold_dropped=int((~warm).sum()))
+    inputs = {"train_clean_uri": str(train_clean_uri), "test_clean_uri": str(test_clean_uri),
+              "items_uri": None if items_uri is None else str(items_uri)}
+    return _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, items_uri, inputs)
+
+
+def _reset_partition(out_root: str, run_key: str) -> Path:
+    out = run_dir("features", run_key, root=out_root)
+    partial = out.with_name(f".{out.name}.partial")
+    for stale in (out, partial):  # this run's partition, from an earlier attempt
+        if stale.exists():
+            shutil.rmtree(stale)
+    return out
+
+
+def _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, items_uri, inputs) -> dict[str, Any]:
+    """Write every file of ``features/<key>/`` under a temporary name, then rename into place."""
+    partial = out.with_name(f".{out.name}.partial")
+    n_users, n_items = len(user_index), len(item_index)
 
     def csr(part: pd.DataFrame) -> sp.csr_matrix:
         return interactions_to_csr(part, n_users, n_items, implicit=cfg.implicit)
@@ -123,11 +186,6 @@ def run_features(
     if items_uri is not None and cfg.content_features:
         item_features = _content_features(items_uri, item_index, cfg.tfidf_max_features)
 
-    out = run_dir("features", run_key, root=out_root)
-    partial = out.with_name(f".{out.name}.partial")
-    for stale in (out, partial):
-        if stale.exists():
-            shutil.rmtree(stale)
     partial.mkdir(parents=True)
     try:
         write_index(partial / USER_INDEX_FILE, user_index, USER, USER_IDX)
@@ -153,10 +211,11 @@ def run_features(
         }
         manifest = {
             **counts,
-            "n_interactions": n_rows,  # == n_train + n_test + n_validation + cold_dropped + below_min_rating
+            # n_interactions == n_train + n_test + n_validation + cold_dropped + below_min_rating
+            "n_interactions": n_rows,
             "n_item_features": 0 if item_features is None else len(item_features[1]),
             "format_version": FORMAT_VERSION,
-            "inputs": {"clean_uri": str(clean_uri), "items_uri": None if items_uri is None else str(items_uri)},
+            "inputs": inputs,
             "config": cfg.model_dump(mode="json"),
             "files": sorted([p.name for p in partial.iterdir()] + [MANIFEST_JSON]),
         }
@@ -166,10 +225,13 @@ def run_features(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     log.info("features %s: %s", out, counts)
-    return {"features_uri": str(out), **{k: counts[k] for k in ("n_users", "n_items", "n_train", "n_test", "n_validation")}}
+    returned = ("n_users", "n_items", "n_train", "n_test", "n_validation")
+    return {"features_uri": str(out), **{key: counts[key] for key in returned}}
 
 
-def _content_features(items_uri: str, item_index: pd.DataFrame, max_features: int) -> tuple[sp.csr_matrix, list[str]]:
+def _content_features(
+    items_uri: str, item_index: pd.DataFrame, max_features: int
+) -> tuple[sp.csr_matrix, list[str]]:
     """Read item metadata and featurize it; errors name ``items_uri``."""
     from pipelines.features.content import item_content_features
 

@@ -52,7 +52,9 @@ def _check_fraction(name: str, value: float) -> None:
 def _check_columns(df: pd.DataFrame, *columns: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise DataError(f"interaction frame has no column(s) {missing} (columns: {list(df.columns)})")
+        raise DataError(
+            f"interaction frame has no column(s) {missing} (columns: {list(df.columns)})"
+        )
 
 
 def stratified_split(
@@ -99,7 +101,7 @@ def random_split(
     in_test = draws < test_fraction
     order = np.lexsort((draws, users))
     sorted_users = users[order]
-    last_of_user = np.r_[sorted_users[1:] != sorted_users[:-1], True] if len(df) else np.zeros(0, bool)
+    last_of_user = np.r_[sorted_users[1:] != sorted_users[:-1], True][: len(df)]
     train_per_user = pd.Series(~in_test).groupby(users).transform("sum").to_numpy()
     rescue = order[last_of_user]  # each user's largest draw
     rescue = rescue[train_per_user[rescue] == 0]
@@ -147,7 +149,10 @@ def temporal_cutoff(
 
 
 def drop_cold(
-    part: pd.DataFrame, train: pd.DataFrame, col_user: str = USER_IDX, col_item: str | None = ITEM_IDX
+    part: pd.DataFrame,
+    train: pd.DataFrame,
+    col_user: str = USER_IDX,
+    col_item: str | None = ITEM_IDX,
 ) -> tuple[pd.DataFrame, int]:
     """Rows of ``part`` whose user (and item, unless ``col_item`` is None) appear in ``train``.
 

@@ -116,7 +116,8 @@ def load_feature_set(features_uri: str | Path) -> FeatureSet:
         item_features = _read_csr(folder / ITEM_FEATURES_NPZ, None)
         if item_features.shape[0] != len(item_ids):
             raise DataError(
-                f"{folder / ITEM_FEATURES_NPZ} has {item_features.shape[0]} rows, expected {len(item_ids)} items"
+                f"{folder / ITEM_FEATURES_NPZ} has {item_features.shape[0]} rows, "
+                f"expected {len(item_ids)} (one per item)"
             )
         names = json.loads(_require(folder, ITEM_FEATURE_NAMES_JSON).read_text())
     return FeatureSet(train, test, validation, user_ids, item_ids, item_features, names, manifest)

@@ -61,7 +61,8 @@ def weighting_config(scheme: str | WeightingConfig = "none", **params: Any) -> W
         return WeightingConfig(scheme=scheme, **params)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {str(err['msg']).removeprefix('Value error, ')}"
+            f"{'.'.join(str(p) for p in err['loc'])}: "
+            f"{str(err['msg']).removeprefix('Value error, ')}"
             for err in exc.errors()
         )
         raise ConfigError(f"invalid weighting: {problems}") from None
@@ -77,12 +78,17 @@ def apply_weighting(
     for an unknown scheme or a constant out of range, DataError for negative values under
     ``log``/``bm25``.
     """
-    config = scheme if isinstance(scheme, WeightingConfig) else weighting_config(scheme, alpha=alpha, **kw)
+    if isinstance(scheme, WeightingConfig):
+        config = scheme
+    else:
+        config = weighting_config(scheme, alpha=alpha, **kw)
     out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
     out.sum_duplicates()
     values = out.data.astype(np.float64)
     if config.scheme in ("log", "bm25") and len(values) and values.min() < 0:
-        raise DataError(f"{config.scheme} weighting needs non-negative values; found {values.min():g}")
+        raise DataError(
+            f"{config.scheme} weighting needs non-negative values; found {values.min():g}"
+        )
     if config.scheme == "none":
         weighted = np.ones_like(values)
     elif config.scheme == "linear":
@@ -96,7 +102,7 @@ def apply_weighting(
 
 
 def _bm25(matrix: sp.csr_matrix, values: np.ndarray, k1: float, b: float) -> np.ndarray:
-    """BM25 weights of the stored entries, exactly as ``implicit.nearest_neighbours.bm25_weight``."""
+    """BM25 weights of the stored entries, as ``implicit.nearest_neighbours.bm25_weight``."""
     n_rows, n_cols = matrix.shape
     if len(values) == 0:
         return values

@@ -24,11 +24,22 @@ IterationCallback = Callable[[int, float], None]
 
 
 class ModelConfig(BaseModel):
-    """Base of every model's hyperparameters. Runtime options (device) sit beside them."""
+    """Base of every model's hyperparameters. Runtime options (device) sit beside them.
+
+    A subclass lists its runtime options (how to compute, not what: device, threads, block
+    sizes) in ``runtime_options`` so :meth:`hyperparameters` can leave them out of run
+    comparisons.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    runtime_options: ClassVar[frozenset[str]] = frozenset()
 
     seed: int = 42
+    """Seed of every random draw in fit (see :mod:`pipelines.seeding`)."""
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The fields that define the model (JSON-able), without the runtime options."""
+        return self.model_dump(mode="json", exclude=set(self.runtime_options))
 
 
 class Recommender(ABC):
@@ -38,10 +49,20 @@ class Recommender(ABC):
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
+        """Take a config object, keyword hyperparameters, or a config plus overrides.
+
+        Raises pydantic's ValidationError (a ValueError naming the field) for a bad value and
+        TypeError for a config of another model family.
+        """
+        if config is not None and not isinstance(config, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}"
+            )
         if config is None:
             config = self.config_class(**params)
         elif params:
-            config = config.model_copy(update=params)
+            # model_copy(update=...) would skip validation: rebuild so overrides are checked too.
+            config = self.config_class(**{**config.model_dump(), **params})
         self.config = config
         self.n_users = 0
         self.n_items = 0

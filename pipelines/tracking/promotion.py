@@ -76,9 +76,9 @@ def register_version(model_uri: str, run_id: str, config: PromotionConfig, run_k
             description="Recommenders trained by the recsys_training DAG; the serving alias follows the best.",
         )
     for found in client.search_model_versions(f"name = '{config.registered_model}' and run_id = '{run_id}'"):
-        return found.version
+        return str(found.version)
     version = mlflow.register_model(model_uri, config.registered_model, tags={TAG_RUN_KEY: run_key, **tags})
-    return version.version
+    return str(version.version)
 
 
 def promote_if_better(
@@ -97,6 +97,7 @@ def promote_if_better(
 
     client = mlflow.MlflowClient()
     name = config.registered_model
+    version = str(version)
     champion = _alias_version(client, name, config.alias)
 
     if champion == version:
@@ -147,7 +148,7 @@ def _alias_version(client: Any, name: str, alias: str) -> str | None:
     import mlflow
 
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except mlflow.exceptions.MlflowException:
         return None
 

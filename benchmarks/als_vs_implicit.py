@@ -1,0 +1,238 @@
+"""Time our ALS (pipelines.models.als) against implicit's compiled CPU conjugate-gradient ALS.
+
+Both get the same confidence matrix (``1 + alpha * rating``), factors, iterations,
+regularization, CG steps, seed (implicit and we draw the same initial factors from it) and
+thread count, with BLAS held to one thread; training loss is off in both so only fitting is
+timed. Each fit is repeated (ours and implicit's interleaved, so load from other processes
+hits both alike) and the best time kept. nDCG@10 of both models is measured on a held-out
+split with training items excluded.
+
+    .venv/bin/python benchmarks/als_vs_implicit.py                      # planted 20k x 5k, ~1M entries
+    .venv/bin/python benchmarks/als_vs_implicit.py --users 2000 --items 1000 --nnz 50000 --repeats 1
+    .venv/bin/python benchmarks/als_vs_implicit.py --movielens ../shared/data/ml-latest-small/ratings.csv
+
+Writes ``benchmarks/results/als_vs_implicit.json`` (``als_vs_implicit_movielens.json`` with
+``--movielens``) unless ``--output`` says otherwise. Needs the ``bench`` extra (implicit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.evaluation.metrics import ranking_metrics  # noqa: E402
+from pipelines.models.als import AlsConfig, AlsRecommender  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+# -- data ----------------------------------------------------------------------------------------
+def planted_ratings(n_users: int, n_items: int, nnz: int, rank: int = 16, seed: int = 0) -> sp.csr_matrix:
+    """A users x items matrix of 1..5 ratings sampled from planted tastes plus Zipf popularity.
+
+    Each user draws about ``nnz / n_users`` items (log-normal spread) without replacement with
+    probability proportional to ``popularity * exp(taste . item)`` (Gumbel top-k, in chunks of
+    users), and rates them by affinity plus noise.
+    """
+    rng = np.random.default_rng(seed)
+    users = rng.normal(size=(n_users, rank)) / np.sqrt(rank)
+    items = rng.normal(size=(n_items, rank))
+    log_popularity = -0.8 * np.log(rng.permutation(n_items) + 1.0)
+    per_user = rng.lognormal(mean=0.0, sigma=0.7, size=n_users)
+    per_user = np.clip(np.round(per_user * nnz / per_user.sum()), 1, n_items).astype(np.int64)
+    rows, cols, vals = [], [], []
+    chunk = max(1, 4_000_000 // n_items)
+    for start in range(0, n_users, chunk):
+        stop = min(start + chunk, n_users)
+        affinity = 2.0 * users[start:stop] @ items.T
+        keys = affinity + log_popularity + rng.gumbel(size=affinity.shape)
+        k_max = int(per_user[start:stop].max())
+        top = np.argpartition(-keys, k_max - 1, axis=1)[:, :k_max]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1), axis=1)
+        take = np.arange(k_max)[None, :] < per_user[start:stop, None]
+        user_rows = np.broadcast_to(np.arange(start, stop)[:, None], top.shape)[take]
+        chosen = top[take]
+        score = affinity[user_rows - start, chosen] + rng.normal(scale=0.5, size=len(chosen))
+        rows.append(user_rows)
+        cols.append(chosen)
+        vals.append(np.clip(np.round(3.0 + score), 1, 5))
+    matrix = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_users, n_items)
+    )
+    matrix.sum_duplicates()
+    return matrix
+
+
+def holdout_split(ratings: sp.csr_matrix, test_fraction: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Per user, a seeded random ``test_fraction`` of the entries (rounded) goes to test."""
+    coo = ratings.tocoo()
+    rand = np.random.default_rng(seed).random(coo.nnz)
+    order = np.lexsort((rand, coo.row))
+    row_sorted = coo.row[order]
+    starts = np.searchsorted(row_sorted, row_sorted, side="left")
+    counts = np.bincount(coo.row, minlength=ratings.shape[0])[row_sorted]
+    rank = np.arange(coo.nnz) - starts
+    is_train = np.empty(coo.nnz, dtype=bool)
+    is_train[order] = rank < np.round((1.0 - test_fraction) * counts)
+    return _subset(coo, is_train), _subset(coo, ~is_train)
+
+
+def movielens_split(path: Path, seed: int = 42) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """ml-latest-small ratings split 75/25 per user like Microsoft Recommenders' python_stratified_split."""
+    data = np.genfromtxt(path, delimiter=",", skip_header=1, usecols=(0, 1, 2))
+    user_ids, users = np.unique(data[:, 0], return_inverse=True)
+    item_ids, items = np.unique(data[:, 1], return_inverse=True)
+    rand = np.random.RandomState(seed).rand(len(data))  # == np.random.seed(seed); np.random.rand(n)
+    order = np.lexsort((rand, users))
+    starts = np.searchsorted(users[order], users[order], side="left")
+    rank = np.arange(len(data)) - starts + 1
+    counts = np.bincount(users)[users[order]]
+    is_train = np.empty(len(data), dtype=bool)
+    is_train[order] = rank <= np.round(0.75 * counts)  # pandas rounds half to even, as numpy
+    coo = sp.coo_matrix((data[:, 2], (users, items)), shape=(len(user_ids), len(item_ids)))
+    return _subset(coo, is_train), _subset(coo, ~is_train)
+
+
+def _subset(coo: sp.coo_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=coo.shape)
+
+
+# -- models --------------------------------------------------------------------------------------
+def fit_ours(confidence: sp.csr_matrix, config: AlsConfig) -> tuple[float, np.ndarray, np.ndarray]:
+    start = time.perf_counter()
+    model = AlsRecommender(config).fit(confidence)
+    return time.perf_counter() - start, model.user_factors_, model.item_factors_
+
+
+def fit_implicit(confidence: sp.csr_matrix, config: AlsConfig) -> tuple[float, np.ndarray, np.ndarray]:
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # also silences implicit's BLAS warning
+        model = AlternatingLeastSquares(
+            factors=config.factors,
+            regularization=config.regularization,
+            iterations=config.iterations,
+            use_cg=True,
+            use_native=True,
+            calculate_training_loss=False,
+            num_threads=config.num_threads,
+            random_state=config.seed,
+        )
+        model.cg_steps = config.cg_steps
+        start = time.perf_counter()
+        model.fit(confidence, show_progress=False)
+        elapsed = time.perf_counter() - start
+    return elapsed, model.user_factors, model.item_factors
+
+
+def ndcg_at_10(user_factors: np.ndarray, item_factors: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix) -> float:
+    users = np.flatnonzero(np.diff(test.indptr))
+    scores = user_factors[users] @ item_factors.T
+    seen = train[users].tocoo()
+    scores[seen.row, seen.col] = -np.inf
+    top = np.argpartition(-scores, 9, axis=1)[:, :10]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1), axis=1)
+    return ranking_metrics(top, test[users], 10, train.shape[1])["ndcg@10"]
+
+
+# -- main ----------------------------------------------------------------------------------------
+def machine_info(load_at_start: tuple[float, ...] | None) -> dict:
+    from threadpoolctl import threadpool_info
+
+    import implicit
+    import scipy
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "implicit": implicit.__version__,
+        "blas": [{k: lib.get(k) for k in ("internal_api", "version", "architecture")} for lib in threadpool_info()],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--items", type=int, default=5_000)
+    parser.add_argument("--nnz", type=int, default=1_000_000, help="interactions before the held-out split")
+    parser.add_argument("--movielens", type=Path, help="ratings.csv of ml-latest-small instead of planted data")
+    parser.add_argument("--alpha", type=float, default=0.5, help="confidence = 1 + alpha * rating")
+    parser.add_argument("--factors", type=int, default=AlsConfig().factors)
+    parser.add_argument("--iterations", type=int, default=AlsConfig().iterations)
+    parser.add_argument("--regularization", type=float, default=AlsConfig().regularization)
+    parser.add_argument("--threads", type=int, default=2, help="threads for both libraries")
+    parser.add_argument("--repeats", type=int, default=3, help="fits per library; the best time is kept")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args(argv)
+    load_at_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+    if args.movielens:
+        train, test = movielens_split(args.movielens, seed=args.seed)
+        dataset = {"name": "ml-latest-small", "path": str(args.movielens), "split": "per-user random 75/25"}
+        output = args.output or RESULTS / "als_vs_implicit_movielens.json"
+    else:
+        ratings = planted_ratings(args.users, args.items, args.nnz, seed=args.seed)
+        train, test = holdout_split(ratings, 0.2, seed=args.seed)
+        dataset = {"name": "planted", "rank": 16, "split": "per-user random 80/20"}
+        output = args.output or RESULTS / "als_vs_implicit.json"
+    confidence = train.astype(np.float32)
+    confidence.data = 1.0 + args.alpha * confidence.data
+    config = AlsConfig(
+        factors=args.factors, iterations=args.iterations, regularization=args.regularization,
+        seed=args.seed, num_threads=args.threads, calculate_training_loss=False,
+    )
+
+    times: dict[str, list[float]] = {"ours": [], "implicit": []}
+    factors = {}
+    for _ in range(args.repeats):
+        for name, fit in (("ours", fit_ours), ("implicit", fit_implicit)):
+            elapsed, user_factors, item_factors = fit(confidence, config)
+            times[name].append(round(elapsed, 4))
+            factors[name] = (user_factors, item_factors)
+            print(f"{name:9s} {elapsed:8.3f}s", flush=True)
+
+    best = {name: min(values) for name, values in times.items()}
+    ndcg = {name: round(ndcg_at_10(*factors[name], train, test), 5) for name in factors}
+    result = {
+        "benchmark": "als_vs_implicit",
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": {**dataset, "users": train.shape[0], "items": train.shape[1],
+                    "train_nnz": int(train.nnz), "test_nnz": int(test.nnz)},
+        "params": {**config.model_dump(mode="json"), "cg_steps": config.cg_steps,
+                   "confidence": f"1 + {args.alpha} * rating", "threads_both": args.threads,
+                   "blas_threads": 1, "repeats": args.repeats, "training_loss": "off in both"},
+        "seconds": {"ours_best": best["ours"], "implicit_best": best["implicit"], "all": times},
+        "ratio_ours_over_implicit": round(best["ours"] / best["implicit"], 3),
+        "ndcg@10": {"ours": ndcg["ours"], "implicit": ndcg["implicit"]},
+        "machine": machine_info(load_at_start),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("seconds", "ratio_ours_over_implicit", "ndcg@10")}, indent=2))
+    print(f"wrote {output}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Test session setup: a throwaway platform home, Airflow and MLflow on SQLite inside it.
+
+The Airflow variables must be set before anything imports airflow, so they are set here at
+import time. Fixtures give each test its own MLflow database when it needs isolation.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MOVIELENS = ROOT.parent / "shared" / "data" / "ml-latest-small"
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="recsys-test-"))
+os.environ.update(
+    {
+        "RECSYS_HOME": str(_SESSION_HOME),
+        "AIRFLOW_HOME": str(_SESSION_HOME / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_SESSION_HOME / 'airflow' / 'airflow.db'}",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{_SESSION_HOME / 'mlflow.db'}",
+        "RECSYS_ARTIFACT_ROOT": str(_SESSION_HOME / "mlartifacts"),
+        "GIT_PYTHON_REFRESH": "quiet",
+        "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+    }
+)
+(_SESSION_HOME / "airflow").mkdir(parents=True, exist_ok=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata database for the session (``dag.test()`` needs one)."""
+    env = dict(os.environ)
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return _SESSION_HOME / "airflow" / "airflow.db"
+
+
+@pytest.fixture(scope="session")
+def _mlflow_template_db(tmp_path_factory) -> Path:
+    """An empty, fully migrated MLflow database, created once (creation takes seconds)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_home(tmp_path, monkeypatch, _mlflow_template_db):
+    """A fresh MLflow tracking database and artifact root for one test."""
+    import mlflow
+
+    shutil.copy(_mlflow_template_db, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("RECSYS_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", uri))
+
+
+@pytest.fixture(scope="session")
+def movielens_dir() -> Path:
+    """The real ml-latest-small folder; skips when it is not on this machine."""
+    if not (MOVIELENS / "ratings.csv").exists():
+        pytest.skip(f"MovieLens data not found at {MOVIELENS} (it is never shipped with the repo)")
+    return MOVIELENS
+
+
+def planted_interactions(n_users=300, n_items=120, factors=4, per_user=20, seed=0):
+    """(user, item) pairs sampled from planted latent tastes: a factor model beats popularity on them."""
+    rng = np.random.default_rng(seed)
+    users = rng.normal(size=(n_users, factors))
+    items = rng.normal(size=(n_items, factors))
+    pop = 1.0 / np.arange(1, n_items + 1) ** 0.5
+    rows = []
+    for u in range(n_users):
+        logits = 3.0 * users[u] @ items.T / np.sqrt(factors) + np.log(pop)
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        chosen = rng.choice(n_items, size=per_user, replace=False, p=p)
+        rows.extend((u, int(i)) for i in chosen)
+    return rows

@@ -1,0 +1,55 @@
+"""Bad run parameters are refused before any work starts, with the parameter named."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.errors import ConfigError
+from pipelines.params import defaults, param_specs
+from pipelines.pipeline import from_params
+
+
+def test_defaults_build_a_valid_config():
+    config = from_params({})
+    assert [c.model for c in config.candidates] == ["als", "popularity"]
+    assert config.promotion.metric == "ndcg@10"
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"factors": -3}, "factors"),
+        ({"iterations": 0}, "iterations"),
+        ({"regularization": -1.0}, "regularization"),
+        ({"models": ["als", "no_such_model"]}, "no_such_model"),
+        ({"k": 0}, "k"),
+        ({"test_fraction": 1.5}, "test_fraction"),
+        ({"source": "csv", "path": ""}, "path"),
+        ({"max_rejected_fraction": 2.0}, "max_rejected_fraction"),
+    ],
+)
+def test_invalid_values_are_refused_naming_the_parameter(override, named):
+    with pytest.raises(ConfigError, match=named):
+        from_params({**defaults(), **override})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("factors", -3), ("factors", 5000), ("models", ["nope"]), ("split", "sideways"), ("k", 0), ("use_gpu", "yes")],
+)
+def test_trigger_form_schema_refuses(name, value):
+    from airflow.sdk import Param
+    from airflow.sdk.exceptions import ParamValidationError
+
+    spec = dict(param_specs()[name])
+    param = Param(spec.pop("default"), **spec)
+    with pytest.raises(ParamValidationError):
+        param.resolve(value)
+
+
+def test_model_multi_select_lists_every_model():
+    from pipelines.models import model_names
+
+    spec = param_specs()["models"]
+    assert spec["examples"] == model_names()
+    assert spec["items"]["enum"] == model_names()
