@@ -52,7 +52,8 @@ class AlsConfig(ModelConfig):
     dtype: Literal["float32", "float64"] = "float32"
     """Floating-point type of the factors and of the computation."""
     calculate_training_loss: bool = True
-    """Compute implicit's normalised loss after each sweep (costs about one extra CG step)."""
+    """Compute implicit's normalised loss after each sweep (cheap: the solver keeps the products
+    it needs)."""
 
     # -- runtime options: how to compute, not what (results agree up to float rounding) --------
     device: Literal["cpu", "gpu", "auto"] = "cpu"
@@ -127,7 +128,7 @@ class AlsRecommender(Recommender):
                 def run(block: als_solver.RowBlock) -> float:
                     return als_solver.solve_block(backend, block, solve_for, fixed, gram, cfg.cg_steps, with_loss)
 
-                return sum(pool.map(run, blocks) if pool else map(run, blocks))
+                return sum(pool.map(run, blocks) if pool and len(blocks) > 1 else map(run, blocks))
 
             for iteration in range(cfg.iterations):
                 half_step(user_blocks, user_factors, item_factors, with_loss=False)

@@ -1,0 +1,178 @@
+"""ALS specifics: the CG solver against implicit, the loss, runtime options, validation, GPU parity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from pydantic import ValidationError
+
+from pipelines.compute.backend import gpu_available
+from pipelines.errors import ConfigError
+from pipelines.models import create_model
+from pipelines.models.als import AlsConfig, AlsRecommender
+from pipelines.models.als_solver import split_rows
+from pipelines.models.popularity import PopularityConfig
+
+FAST = {"factors": 8, "iterations": 8, "regularization": 1.0}
+
+
+@pytest.fixture(scope="module")
+def confidences() -> sp.csr_matrix:
+    """A small random matrix of confidences in [1, 5), some rows and columns empty."""
+    matrix = sp.random(120, 80, density=0.08, format="csr", dtype=np.float32, random_state=3)
+    matrix.data = 1.0 + 4.0 * matrix.data
+    matrix = matrix.tolil()
+    matrix[7, :] = 0
+    matrix[:, 11] = 0
+    return matrix.tocsr()
+
+
+def test_loss_decreases_and_reaches_the_callback(planted):
+    seen: list[tuple[int, float]] = []
+    model = AlsRecommender(**FAST).fit(planted.train, callback=lambda it, loss: seen.append((it, loss)))
+    losses = model.training_loss_
+    assert [it for it, _ in seen] == list(range(FAST["iterations"]))
+    assert [loss for _, loss in seen] == losses
+    assert all(later <= earlier * (1 + 1e-4) for earlier, later in zip(losses, losses[1:]))
+    assert losses[-1] < 0.9 * losses[0]
+
+
+def test_loss_can_be_switched_off(planted):
+    seen: list[float] = []
+    model = AlsRecommender(**FAST, calculate_training_loss=False).fit(planted.train, callback=lambda i, l: seen.append(l))
+    assert model.training_loss_ == []
+    assert len(seen) == FAST["iterations"] and all(math.isnan(loss) for loss in seen)
+
+
+def test_matches_implicit_conjugate_gradient(confidences):
+    """Same seed => same initial factors as implicit, so the factors must agree after fitting.
+
+    In float64: float32 rounding, summed in another order, grows through unconverged CG steps
+    to about 1e-2 on a few users, which would hide a real difference.
+    """
+    implicit_als = pytest.importorskip("implicit.cpu.als", reason="implicit (bench extra) is not installed")
+    from implicit.cpu import _als
+    from threadpoolctl import threadpool_limits
+
+    params = {"factors": 16, "iterations": 6, "regularization": 0.1}
+    ours = AlsRecommender(**params, seed=3, num_threads=1, dtype="float64").fit(confidences)
+    with threadpool_limits(limits=1, user_api="blas"):
+        reference = implicit_als.AlternatingLeastSquares(
+            **params, random_state=3, num_threads=1, use_cg=True, dtype=np.float64
+        )
+        reference.fit(confidences, show_progress=False)
+        their_loss = _als.calculate_loss(confidences, ours.user_factors_, ours.item_factors_, 0.1, num_threads=1)
+    # implicit keeps confidences in float32, hence agreement to ~1e-6 rather than 1e-12.
+    np.testing.assert_allclose(ours.user_factors_, reference.user_factors, atol=1e-5)
+    np.testing.assert_allclose(ours.item_factors_, reference.item_factors, atol=1e-5)
+    assert ours.training_loss_[-1] == pytest.approx(their_loss, rel=1e-6)
+
+
+def test_results_do_not_depend_on_threads_or_blocks(confidences):
+    reference = AlsRecommender(**FAST, num_threads=1).fit(confidences)
+    for options in ({"num_threads": 2, "block_size": 17}, {"num_threads": 1, "block_size": 1}):
+        other = AlsRecommender(**FAST, **options).fit(confidences)
+        np.testing.assert_allclose(other.user_factors_, reference.user_factors_, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(other.training_loss_, reference.training_loss_, rtol=1e-5)
+
+
+def test_float64_fits_as_well_as_float32(confidences):
+    """Each dtype draws its own initial factors (as implicit does), so compare the fits' losses."""
+    single = AlsRecommender(**FAST).fit(confidences)
+    double = AlsRecommender(**FAST, dtype="float64").fit(confidences)
+    assert single.user_factors_.dtype == np.float32 and double.user_factors_.dtype == np.float64
+    assert double.training_loss_[-1] == pytest.approx(single.training_loss_[-1], rel=0.05)
+
+
+def test_negative_values_mean_disliked():
+    """A stored negative value is preference 0 with confidence |value|: it pushes the score down."""
+    liked = sp.csr_matrix(np.array([[1, 1, 0, 1], [1, 1, 1, 0], [1, 0, 1, 1]], dtype=np.float32))
+    disliked = liked.copy()
+    disliked[0, 1] = -20.0
+    plain = AlsRecommender(factors=4, iterations=10, regularization=0.1).fit(liked)
+    pushed = AlsRecommender(factors=4, iterations=10, regularization=0.1).fit(disliked)
+    assert pushed.score([0])[0, 1] < plain.score([0])[0, 1] - 0.3
+    assert abs(pushed.score([0])[0, 1]) < 0.2
+
+
+def test_stored_zeros_are_unobserved(confidences):
+    padded = confidences.copy()
+    padded.data[::5] = 0.0  # explicit zeros kept in the structure
+    stripped = padded.copy()
+    stripped.eliminate_zeros()
+    a = AlsRecommender(**FAST).fit(padded)
+    b = AlsRecommender(**FAST).fit(stripped)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+
+
+def test_non_finite_values_are_rejected_with_their_position():
+    matrix = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, np.nan]], dtype=np.float32))
+    with pytest.raises(ValueError, match=r"non-finite value at \(user 1, item 1\)"):
+        AlsRecommender(**FAST).fit(matrix)
+    with pytest.raises(ValueError, match="no non-zero entries"):
+        AlsRecommender(**FAST).fit(sp.csr_matrix((3, 3), dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"factors": -1}, "factors"),
+        ({"factors": 0}, "factors"),
+        ({"factors": 2048}, "factors"),
+        ({"iterations": 0}, "iterations"),
+        ({"regularization": -0.5}, "regularization"),
+        ({"regularization": float("nan")}, "regularization"),
+        ({"cg_steps": 21}, "cg_steps"),
+        ({"block_size": 0}, "block_size"),
+        ({"num_threads": -1}, "num_threads"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"device": "tpu"}, "device"),
+        ({"alpha": 40.0}, "alpha"),  # confidence weighting is upstream, not an ALS parameter
+    ],
+)
+def test_bad_hyperparameters_name_the_field(params, field):
+    with pytest.raises(ValidationError, match=field):
+        AlsRecommender(**params)
+    with pytest.raises(ConfigError, match=rf"invalid parameters for model 'als': {field}"):
+        create_model("als", params)
+
+
+def test_overrides_are_validated_and_configs_must_match_the_family():
+    with pytest.raises(ValidationError, match="factors"):
+        AlsRecommender(AlsConfig(), factors=-3)
+    assert AlsRecommender(AlsConfig(factors=4), iterations=2).config.iterations == 2
+    with pytest.raises(TypeError, match="takes a AlsConfig, got PopularityConfig"):
+        AlsRecommender(PopularityConfig())
+
+
+def test_hyperparameters_leave_out_runtime_options():
+    params = AlsConfig(device="auto", num_threads=3).hyperparameters()
+    assert {"factors", "regularization", "iterations", "seed"} <= set(params)
+    assert not {"device", "num_threads", "block_size"} & set(params)
+
+
+def test_split_rows_covers_every_row_within_block_size():
+    indptr = np.r_[0, np.cumsum(np.random.default_rng(0).integers(0, 50, size=1000))]
+    for block_size, min_blocks in ((64, 1), (5000, 8), (1, 1)):
+        blocks = split_rows(indptr, block_size, factors=16, min_blocks=min_blocks)
+        assert blocks[0][0] == 0 and blocks[-1][1] == 1000
+        assert all(stop == start for (_, stop), (start, _) in zip(blocks, blocks[1:]))
+        assert all(0 < stop - start <= block_size for start, stop in blocks)
+    assert len(split_rows(indptr, 5000, factors=16, min_blocks=1)) == 1
+    assert split_rows(np.zeros(1, dtype=np.int64), 10, 16) == []
+
+
+@pytest.mark.gpu
+def test_gpu_fit_matches_cpu(confidences):
+    ok, reason = gpu_available()
+    if not ok:
+        pytest.skip(f"no usable GPU: {reason}")
+    cpu = AlsRecommender(**FAST, device="cpu").fit(confidences)
+    gpu = AlsRecommender(**FAST, device="gpu").fit(confidences)
+    assert isinstance(gpu.user_factors_, np.ndarray)
+    np.testing.assert_allclose(gpu.user_factors_, cpu.user_factors_, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(gpu.item_factors_, cpu.item_factors_, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(gpu.training_loss_, cpu.training_loss_, rtol=1e-4)

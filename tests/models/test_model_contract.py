@@ -1,0 +1,119 @@
+"""The contract every registered model family passes, on tiny planted-factor data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from pipelines.errors import ConfigError, ModelNotFittedError
+from pipelines.evaluation.metrics import ranking_metrics
+from pipelines.models import create_model, load_model, model_names
+
+# nDCG@10 each family must reach on the planted data (popularity measures about 0.16 there).
+EXPECTED_NDCG = {"popularity": 0.14, "als": 0.40}
+# Small hyperparameters keep the suite fast; the defaults are tested on MovieLens (slow).
+FAST_PARAMS: dict[str, dict] = {"als": {"factors": 8, "iterations": 10}}
+
+UNKNOWN_USERS = [-1, 10_000]
+
+
+def planted_ndcg(model, planted) -> float:
+    recommended, _ = model.recommend(np.arange(planted.n_users), k=10, exclude=planted.train)
+    return ranking_metrics(recommended, planted.test, 10, planted.n_items)["ndcg@10"]
+
+
+@pytest.fixture(scope="module", params=model_names())
+def name(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def fitted(name, planted):
+    return create_model(name, FAST_PARAMS.get(name)).fit(planted.train)
+
+
+def test_every_family_has_an_expected_ndcg():
+    assert set(EXPECTED_NDCG) == set(model_names())
+
+
+def test_fit_sets_sizes_and_fallback(fitted, planted):
+    assert fitted.is_fitted
+    assert (fitted.n_users, fitted.n_items) == planted.train.shape
+    assert fitted.item_popularity_.shape == (planted.n_items,)
+    scores = fitted.score([0, 1, 2])
+    assert scores.shape == (3, planted.n_items) and np.isfinite(scores).all()
+    assert fitted.score([0], item_idx=[3, 5]).shape == (1, 2)
+
+
+def test_recommend_ranks_unseen_items_best_first(fitted, planted):
+    users = np.arange(planted.n_users)
+    items, scores = fitted.recommend(users, k=10, exclude=planted.train)
+    assert items.shape == scores.shape == (planted.n_users, 10)
+    assert (items >= 0).all()
+    assert (np.diff(scores, axis=1) <= 0).all(), "scores must be sorted best first"
+    assert all(len(set(row)) == 10 for row in items)
+    seen = planted.train[np.repeat(users, 10), items.ravel()]
+    assert not np.asarray(seen).any(), "a training item was recommended"
+
+
+def test_recommend_pads_when_fewer_items_than_k(fitted, planted):
+    items, scores = fitted.recommend([0], k=planted.n_items + 3, exclude=planted.train)
+    n_unseen = planted.n_items - planted.train[0].nnz
+    assert (items[0, :n_unseen] >= 0).all() and (items[0, n_unseen:] == -1).all()
+    assert np.isneginf(scores[0, n_unseen:]).all()
+
+
+def test_unknown_users_get_the_popular_items(fitted, planted):
+    items, scores = fitted.recommend(UNKNOWN_USERS, k=5, exclude=planted.train)
+    popularity = fitted.item_popularity_
+    expected = np.sort(popularity)[::-1][:5]
+    for row_items, row_scores in zip(items, scores):
+        np.testing.assert_array_equal(row_scores, expected)
+        np.testing.assert_array_equal(popularity[row_items], expected)
+
+
+def test_save_load_round_trip(fitted, planted, tmp_path):
+    folder = fitted.save(tmp_path / "model")
+    loaded = load_model(folder)
+    assert type(loaded) is type(fitted)
+    assert loaded.config == fitted.config
+    assert loaded.training_loss_ == fitted.training_loss_
+    users = np.r_[np.arange(planted.n_users), UNKNOWN_USERS]
+    for got, want in zip(loaded.recommend(users, 10, planted.train), fitted.recommend(users, 10, planted.train)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_beats_expected_ndcg_on_planted_data(fitted, planted):
+    assert planted_ndcg(fitted, planted) >= EXPECTED_NDCG[fitted.name]
+
+
+def test_factor_models_beat_popularity(fitted, planted):
+    if fitted.name == "popularity":
+        pytest.skip("popularity is the baseline")
+    popularity = create_model("popularity").fit(planted.train)
+    assert planted_ndcg(fitted, planted) > planted_ndcg(popularity, planted) + 0.1
+
+
+def test_same_seed_same_model(name, fitted, planted):
+    again = create_model(name, FAST_PARAMS.get(name)).fit(planted.train)
+    np.testing.assert_array_equal(again.score(np.arange(20)), fitted.score(np.arange(20)))
+
+
+def test_scoring_before_fit_raises(name):
+    model = create_model(name)
+    with pytest.raises(ModelNotFittedError, match="fit"):
+        model.recommend([0], k=3)
+
+
+def test_fit_rejects_dense_and_empty_input(name):
+    model = create_model(name)
+    with pytest.raises(TypeError, match="train must be a SciPy sparse matrix"):
+        model.fit(np.ones((3, 3)))
+    with pytest.raises(ValueError, match="at least one user and one item"):
+        model.fit(sp.csr_matrix((0, 4), dtype=np.float32))
+
+
+def test_unknown_parameter_is_a_config_error_naming_it(name):
+    with pytest.raises(ConfigError, match=f"model {name!r}.*not_a_parameter"):
+        create_model(name, {"not_a_parameter": 1})
