@@ -49,8 +49,8 @@ def param_specs() -> dict[str, dict[str, Any]]:
         # -- model hyperparameters -----------------------------------------------
         "factors": {"default": 64, "type": "integer", "minimum": 1, "maximum": 1024, "title": "Latent factors", "section": "Model"},
         "iterations": {"default": 15, "type": "integer", "minimum": 1, "maximum": 500, "title": "Iterations", "section": "Model"},
-        "regularization": {"default": 0.05, "type": "number", "minimum": 0.0, "maximum": 1000.0, "title": "L2 regularization", "section": "Model"},
-        "weighting": {"default": "linear", "type": "string", "enum": WEIGHTINGS, "title": "Confidence weighting", "section": "Model"},
+        "regularization": {"default": 10.0, "type": "number", "minimum": 0.0, "maximum": 1000.0, "title": "L2 regularization", "section": "Model"},
+        "weighting": {"default": "none", "type": "string", "enum": WEIGHTINGS, "title": "Confidence weighting", "section": "Model"},
         "alpha": {"default": 1.0, "type": "number", "minimum": 0.0, "maximum": 10000.0, "title": "Weighting alpha", "section": "Model"},
         "seed": {"default": 42, "type": "integer", "minimum": 0, "maximum": 2**31 - 1, "title": "Random seed", "section": "Model"},
         # -- data ------------------------------------------------------------------

@@ -53,6 +53,16 @@ class ArrayBackend:
             return self.sparse.csr_matrix(matrix)
         return matrix
 
+    def take_rows(self, source: Any, rows: Any, out: Any = None) -> Any:
+        """``source[rows]`` for in-range row indices, written into ``out`` when given.
+
+        On the CPU, NumPy's default ``take`` into ``out`` goes through a bounds-safe temporary
+        copy; the indices here are valid by construction, so ``mode="clip"`` writes in place.
+        """
+        if self.is_gpu or out is None:
+            return self.xp.take(source, rows, axis=0, out=out)
+        return np.take(source, rows, axis=0, out=out, mode="clip")
+
     def gathered_rowdot(self, left: Any, right: Any, right_rows: Any) -> Any:
         """``out[j] = left[j] . right[right_rows[j]]`` for every row j of ``left``.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -120,13 +121,16 @@ class AlsRecommender(Recommender):
 
         self.training_loss_ = []
         started = time.perf_counter()
+        scratch = None if backend.is_gpu else threading.local()  # CuPy's memory pool reuses blocks
         with _cpu_threads(backend, workers) as pool:
 
             def half_step(blocks: list, solve_for: Any, fixed: Any, with_loss: bool) -> float:
                 gram = als_solver.gramian(backend, fixed, cfg.regularization)
 
                 def run(block: als_solver.RowBlock) -> float:
-                    return als_solver.solve_block(backend, block, solve_for, fixed, gram, cfg.cg_steps, with_loss)
+                    return als_solver.solve_block(
+                        backend, block, solve_for, fixed, gram, cfg.cg_steps, with_loss, scratch
+                    )
 
                 return sum(pool.map(run, blocks) if pool and len(blocks) > 1 else map(run, blocks))
 

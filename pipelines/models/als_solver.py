@@ -44,7 +44,8 @@ class RowBlock:
 
     ``rows`` repeats each local row index once per stored entry; ``target`` is ``C * P`` (the
     right-hand side weights) and ``extra`` is ``C - 1`` (the weight on top of the all-ones
-    background), both per stored entry.
+    background), both per stored entry; ``C = |value|``. ``weighted`` is False when every
+    ``extra`` is 0 (binary confidences): the sparse part of ``A`` then vanishes.
     """
 
     start: int
@@ -54,7 +55,7 @@ class RowBlock:
     rows: Any
     target: Any
     extra: Any
-    confidence: Any
+    weighted: bool
 
 
 def split_rows(indptr: np.ndarray, block_size: int, factors: int, min_blocks: int = 1) -> list[tuple[int, int]]:
@@ -106,7 +107,7 @@ def make_blocks(
                 rows=backend.asarray(np.repeat(np.arange(stop - start, dtype=np.int32), np.diff(indptr))),
                 target=backend.asarray(np.where(values > 0, values, 0).astype(dtype)),
                 extra=backend.asarray(confidence - 1),
-                confidence=backend.asarray(confidence),
+                weighted=bool((confidence != 1).any()),
             )
         )
     return blocks
@@ -127,6 +128,7 @@ def solve_block(
     fixed_gram: Any,
     cg_steps: int,
     with_loss: bool = False,
+    scratch: Any = None,
 ) -> float:
     """Run ``cg_steps`` CG steps for the rows of ``block``, updating ``solve_for`` in place.
 
@@ -134,19 +136,28 @@ def solve_block(
     and ``fixed_gram`` its :func:`gramian` (regularization included). With ``with_loss`` the
     block's share of the stored-entry loss, sum of ``C (P - s)^2 - s^2`` at the new factors,
     is returned (the rest of the loss is dense and computed once; see :func:`training_loss`).
+    ``scratch`` (a ``threading.local``, CPU only) keeps the gathered rows' buffer between calls:
+    a fresh (entries, f) array per call costs more in page faults than the gather itself.
     """
     xp = backend.xp
     n_rows, n_cols = block.stop - block.start, fixed.shape[0]
     x = solve_for[block.start : block.stop]  # a view: updated in place
-    gathered = xp.take(fixed, block.indices, axis=0)  # (entries, f), reused by every CG step
+    weighted = block.weighted
+    gathered = None
+    if weighted or with_loss:  # (entries, f), reused by every CG step
+        out = _scratch_rows(scratch, len(block.indices), fixed) if scratch is not None else None
+        gathered = backend.take_rows(fixed, block.indices, out=out)
 
     def sparse_times_fixed(weights: Any) -> Any:
         pattern = backend.sparse.csr_matrix((weights, block.indices, block.indptr), shape=(n_rows, n_cols))
         return pattern @ fixed
 
     # Residual r = b - A x with b = (C * P) @ fixed.
-    dots_x = backend.gathered_rowdot(gathered, x, block.rows)
-    residual = sparse_times_fixed(block.target - block.extra * dots_x) - x @ fixed_gram
+    if weighted:
+        dots_x = backend.gathered_rowdot(gathered, x, block.rows)
+        residual = sparse_times_fixed(block.target - block.extra * dots_x) - x @ fixed_gram
+    else:
+        residual = sparse_times_fixed(block.target) - x @ fixed_gram
     direction = residual.copy()
     rs_old = (residual * residual).sum(axis=1)
     active = rs_old >= _CONVERGED
@@ -154,13 +165,15 @@ def solve_block(
     for _ in range(cg_steps):
         if not bool(active.any()):
             break
-        dots = backend.gathered_rowdot(gathered, direction, block.rows)
-        a_direction = direction @ fixed_gram + sparse_times_fixed(block.extra * dots)
+        a_direction = direction @ fixed_gram
+        if weighted:
+            dots = backend.gathered_rowdot(gathered, direction, block.rows)
+            a_direction += sparse_times_fixed(block.extra * dots)
         curvature = (direction * a_direction).sum(axis=1)
         step_ok = active & (curvature > 0)
         step = xp.where(step_ok, rs_old / xp.where(step_ok, curvature, 1), 0).astype(x.dtype)
         x += step[:, None] * direction
-        if with_loss:  # keep x . y_i current for the loss without another gathered product
+        if with_loss and weighted:  # keep x . y_i current for the loss without another product
             dots_x += step[block.rows] * dots
         residual -= step[:, None] * a_direction
         rs_new = (residual * residual).sum(axis=1)
@@ -172,9 +185,20 @@ def solve_block(
 
     if not with_loss:
         return 0.0
+    if not weighted:
+        dots_x = backend.gathered_rowdot(gathered, x, block.rows)
     preference = (block.target > 0).astype(dots_x.dtype)
-    entry_loss = block.confidence * (preference - dots_x) ** 2 - dots_x * dots_x
+    entry_loss = (block.extra + 1) * (preference - dots_x) ** 2 - dots_x * dots_x
     return float(entry_loss.sum(dtype=xp.float64))
+
+
+def _scratch_rows(scratch: Any, n_rows: int, like: Any) -> Any:
+    """An uninitialised (n_rows, like.shape[1]) array from this thread's reusable buffer."""
+    size = n_rows * like.shape[1]
+    buffer = getattr(scratch, "buffer", None)
+    if buffer is None or buffer.size < size or buffer.dtype != like.dtype:
+        buffer = scratch.buffer = np.empty(size, dtype=like.dtype)
+    return buffer[:size].reshape(n_rows, like.shape[1])
 
 
 def training_loss(
@@ -190,7 +214,9 @@ def training_loss(
 
     ``sum_{u,i} (x_u . y_i)^2`` over all cells is ``trace(X^T X Y^T Y)``; the stored entries
     then replace their background term by ``C (P - s)^2``. The total (with the L2 penalty) is
-    divided by the summed confidence of all cells, ``n_users * n_items + sum(C - 1)``.
+    divided by the summed confidence of all cells, ``n_users * n_items + sum(C - 1)``. This is
+    implicit's ``calculate_loss`` except for stored negative values, to which implicit adds a
+    constant ``C``; here they count as the objective says, ``C * s^2``.
     """
     xp = backend.xp
     x64 = user_factors.astype(xp.float64)

@@ -9,9 +9,10 @@ import pytest
 import scipy.sparse as sp
 from pydantic import ValidationError
 
-from pipelines.compute.backend import gpu_available
+from pipelines.compute.backend import ArrayBackend, gpu_available
 from pipelines.errors import ConfigError
 from pipelines.models import create_model
+from pipelines.models import als as als_module
 from pipelines.models.als import AlsConfig, AlsRecommender
 from pipelines.models.als_solver import split_rows
 from pipelines.models.popularity import PopularityConfig
@@ -47,12 +48,17 @@ def test_loss_can_be_switched_off(planted):
     assert len(seen) == FAST["iterations"] and all(math.isnan(loss) for loss in seen)
 
 
-def test_matches_implicit_conjugate_gradient(confidences):
+@pytest.mark.parametrize("binary", [False, True], ids=["weighted", "binary"])
+def test_matches_implicit_conjugate_gradient(confidences, binary):
     """Same seed => same initial factors as implicit, so the factors must agree after fitting.
 
     In float64: float32 rounding, summed in another order, grows through unconverged CG steps
-    to about 1e-2 on a few users, which would hide a real difference.
+    to about 1e-2 on a few users, which would hide a real difference. Binary confidences take
+    the solver's shortcut (no sparse term in A) and must still agree.
     """
+    if binary:
+        confidences = confidences.copy()
+        confidences.data[:] = 1.0
     implicit_als = pytest.importorskip("implicit.cpu.als", reason="implicit (bench extra) is not installed")
     from implicit.cpu import _als
     from threadpoolctl import threadpool_limits
@@ -165,14 +171,38 @@ def test_split_rows_covers_every_row_within_block_size():
     assert split_rows(np.zeros(1, dtype=np.int64), 10, 16) == []
 
 
+class _NumpyPosingAsGpu(ArrayBackend):
+    """NumPy arrays through the backend's GPU branches (no scratch buffers, no BSR, no threads)."""
+
+    @property
+    def is_gpu(self) -> bool:
+        return True
+
+    def to_host(self, array):
+        return np.asarray(array)
+
+
+def test_gpu_code_path_runs_and_agrees_on_numpy(confidences, monkeypatch):
+    cpu = AlsRecommender(**FAST, dtype="float64").fit(confidences)
+    monkeypatch.setattr(als_module, "get_backend", lambda device: _NumpyPosingAsGpu("cupy", np, sp))
+    posing = AlsRecommender(**FAST, dtype="float64", device="gpu").fit(confidences)
+    np.testing.assert_allclose(posing.user_factors_, cpu.user_factors_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(posing.training_loss_, cpu.training_loss_, rtol=1e-12)
+
+
 @pytest.mark.gpu
 def test_gpu_fit_matches_cpu(confidences):
+    """Same code on CuPy: float64 factors agree tightly, float32 fits reach the same loss."""
     ok, reason = gpu_available()
     if not ok:
         pytest.skip(f"no usable GPU: {reason}")
-    cpu = AlsRecommender(**FAST, device="cpu").fit(confidences)
-    gpu = AlsRecommender(**FAST, device="gpu").fit(confidences)
-    assert isinstance(gpu.user_factors_, np.ndarray)
-    np.testing.assert_allclose(gpu.user_factors_, cpu.user_factors_, rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(gpu.item_factors_, cpu.item_factors_, rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(gpu.training_loss_, cpu.training_loss_, rtol=1e-4)
+    cpu = AlsRecommender(**FAST, dtype="float64", device="cpu").fit(confidences)
+    gpu = AlsRecommender(**FAST, dtype="float64", device="gpu").fit(confidences)
+    assert isinstance(gpu.user_factors_, np.ndarray) and isinstance(gpu.item_factors_, np.ndarray)
+    np.testing.assert_allclose(gpu.user_factors_, cpu.user_factors_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(gpu.item_factors_, cpu.item_factors_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(gpu.training_loss_, cpu.training_loss_, rtol=1e-8)
+    cpu32 = AlsRecommender(**FAST, device="cpu").fit(confidences)
+    gpu32 = AlsRecommender(**FAST, device="gpu").fit(confidences)
+    assert gpu32.user_factors_.dtype == np.float32
+    np.testing.assert_allclose(gpu32.training_loss_, cpu32.training_loss_, rtol=1e-3)

@@ -16,27 +16,11 @@ import pytest
 import scipy.sparse as sp
 
 from pipelines.evaluation.metrics import ranking_metrics
+from pipelines.features.splits import stratified_split
 from pipelines.features.weighting import apply_weighting
 from pipelines.models import create_model
 
 pytestmark = pytest.mark.slow
-
-
-def stratified_split(users: np.ndarray, ratio: float = 0.75, seed: int = 42) -> np.ndarray:
-    """Train mask of Recommenders' python_stratified_split for rows with these user ids.
-
-    It draws one uniform number per row (``np.random.seed(seed); np.random.rand(n)``, in file
-    order), sorts by (user, number) and sends each user's first ``round(ratio * count)`` rows,
-    rounded half to even like pandas, to train.
-    """
-    rand = np.random.RandomState(seed).rand(len(users))
-    order = np.lexsort((rand, users))
-    sorted_users = users[order]
-    rank = np.arange(len(users)) - np.searchsorted(sorted_users, sorted_users, side="left") + 1
-    _, inverse, counts = np.unique(sorted_users, return_inverse=True, return_counts=True)
-    train = np.empty(len(users), dtype=bool)
-    train[order] = rank <= np.round(ratio * counts[inverse])
-    return train
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +28,10 @@ def movielens_split(movielens_dir: Path) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     ratings = pd.read_csv(movielens_dir / "ratings.csv")
     user_ids, users = np.unique(ratings["userId"].to_numpy(), return_inverse=True)
     item_ids, items = np.unique(ratings["movieId"].to_numpy(), return_inverse=True)
-    is_train = stratified_split(ratings["userId"].to_numpy())
+    frame = pd.DataFrame({"user_idx": users, "row": np.arange(len(users))})
+    train_rows, _ = stratified_split(frame, test_fraction=0.25, seed=42)
+    is_train = np.zeros(len(users), dtype=bool)
+    is_train[train_rows["row"].to_numpy()] = True
     shape = (len(user_ids), len(item_ids))
 
     def matrix(mask: np.ndarray) -> sp.csr_matrix:
