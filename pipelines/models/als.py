@@ -78,6 +78,7 @@ class AlsRecommender(Recommender):
     """
 
     name: ClassVar[str] = "als"
+    summary: ClassVar[str] = "Implicit-feedback ALS with conjugate gradient; strong general-purpose baseline, CPU or GPU"
     config_class: ClassVar[type[ModelConfig]] = AlsConfig
     config: AlsConfig
 
@@ -92,6 +93,7 @@ class AlsRecommender(Recommender):
         train: sp.csr_matrix,
         *,
         item_features: sp.csr_matrix | None = None,
+        validation: sp.csr_matrix | None = None,
         callback: IterationCallback | None = None,
     ) -> "AlsRecommender":
         """Factorize ``train`` (users x items, values = confidences); returns self.

@@ -20,7 +20,10 @@ from pydantic import BaseModel, ConfigDict
 from pipelines.errors import ModelNotFittedError
 
 # Called after each training iteration with (iteration, loss).
-IterationCallback = Callable[[int, float], None]
+# Called after each training iteration or epoch as callback(iteration, loss, metrics), where
+# ``metrics`` is None or a dict of validation metrics (e.g. {"ndcg@10": 0.31}) for that epoch.
+# Models without a validation metric may call callback(iteration, loss).
+IterationCallback = Callable[..., None]
 
 
 class ModelConfig(BaseModel):
@@ -47,6 +50,10 @@ class Recommender(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    #: True when fit() cannot work without item content features (content-based models).
+    requires_item_features: ClassVar[bool] = False
+    #: One line for the README's model table and the trigger form: what the model is for.
+    summary: ClassVar[str] = ""
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         """Take a config object, keyword hyperparameters, or a config plus overrides.
@@ -75,9 +82,15 @@ class Recommender(ABC):
         train: sp.csr_matrix,
         *,
         item_features: sp.csr_matrix | None = None,
+        validation: sp.csr_matrix | None = None,
         callback: IterationCallback | None = None,
     ) -> "Recommender":
-        """Fit on ``train`` (users x items). Sets ``n_users``, ``n_items``; returns self."""
+        """Fit on ``train`` (users x items). Sets ``n_users``, ``n_items``; returns self.
+
+        ``item_features`` (items x features) feeds content and hybrid models. ``validation``
+        (users x items, same shape) is held-out data for early stopping; models that stop
+        early and get none carve a seeded validation set from ``train`` themselves.
+        """
 
     @abstractmethod
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
@@ -117,6 +130,17 @@ class Recommender(ABC):
         if item_idx is not None:
             scores = scores[:, np.asarray(item_idx, dtype=np.int64)]
         return scores
+
+    def score_new_users(self, seen: sp.csr_matrix) -> np.ndarray:
+        """Scores for users absent from training, described only by their seed items.
+
+        ``seen`` has one row per new user over the model's items (n_new x n_items). Models
+        that can fold a user in (factor models solve for the user vector, item-item models
+        multiply by their similarity, content models average item profiles) override this;
+        the default is popularity for everyone.
+        """
+        self._check_fitted()
+        return np.tile(self._unknown_user_scores(), (seen.shape[0], 1))
 
     def _unknown_user_scores(self) -> np.ndarray:
         """Scores for a user the model never saw: item popularity learnt at fit time."""

@@ -31,6 +31,7 @@ class PopularityRecommender(Recommender):
     """
 
     name: ClassVar[str] = "popularity"
+    summary: ClassVar[str] = "Most popular items; the floor every model must beat and the unknown-user fallback"
     config_class: ClassVar[type[ModelConfig]] = PopularityConfig
     config: PopularityConfig
 
@@ -44,6 +45,7 @@ class PopularityRecommender(Recommender):
         train: sp.csr_matrix,
         *,
         item_features: sp.csr_matrix | None = None,
+        validation: sp.csr_matrix | None = None,
         callback: IterationCallback | None = None,
     ) -> "PopularityRecommender":
         """Count (or sum) each item's interactions in ``train`` (users x items); returns self.
