@@ -23,6 +23,7 @@ export PYTHONHASHSEED := 0
 # Byte-compiled caches make every subprocess (Airflow tasks, CLI tests) start seconds faster.
 unexport PYTHONDONTWRITEBYTECODE
 
+TORCH ?= torch==2.13.0
 DEMO_CONF ?= {"source": "synthetic", "models": ["als"], "synthetic_users": 1000, "synthetic_items": 500}
 
 .PHONY: demo test test-fast bench airflow mlflow install clean lock help
@@ -39,6 +40,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip uv==0.13.9
 	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
+	@# torch: pip takes the CPU wheel these machines keep on disk (uv would fetch a multi-GB CUDA
+	@# build); its dependencies are already pinned in the lock, hence --no-deps.
+	$(BIN)/python -m pip install -q --no-deps $(TORCH)
 	touch $@
 
 install: $(VENV)/.installed

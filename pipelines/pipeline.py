@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines.cleaning.config import CleaningConfig
 from pipelines.compute.dask_cluster import DaskConfig
@@ -41,6 +41,22 @@ class PipelineConfig(BaseModel):
     dask: DaskConfig = Field(default_factory=DaskConfig)
     experiment: str = DEFAULT_EXPERIMENT
 
+    @model_validator(mode="after")
+    def _metadata_for_content_models(self) -> "PipelineConfig":
+        from pipelines.models import model_class
+
+        needy = [c.model for c in self.candidates if model_class(c.model).requires_item_features]
+        if needy and not (source_has_item_metadata(self.ingest) and self.features.content_features):
+            reason = (
+                f"source {self.ingest.source!r} has no item metadata (give items_path)"
+                if self.features.content_features
+                else "features.content_features is off"
+            )
+            raise ValueError(
+                f"models: {', '.join(needy)} need item metadata (genres, titles or tags), but {reason}"
+            )
+        return self
+
     @field_validator("candidates")
     @classmethod
     def _with_baseline(cls, value: tuple[TrainConfig, ...]) -> tuple[TrainConfig, ...]:
@@ -53,6 +69,11 @@ class PipelineConfig(BaseModel):
             template = value[0]
             value = (*value, TrainConfig(model=BASELINE_MODEL, k=template.k, plot_ks=template.plot_ks))
         return value
+
+
+def source_has_item_metadata(ingest: IngestConfig) -> bool:
+    """Whether the source brings item metadata (titles, genres, tags) for content models."""
+    return ingest.source in ("synthetic", "movielens", "movielens100k") or bool(ingest.items_path)
 
 
 def model_params_for(model: str, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -103,16 +103,9 @@ def _log_leaderboard(parent_run_id: str, board: list[dict[str, Any]], metric: st
     frame = pd.DataFrame(board)
     with tempfile.TemporaryDirectory() as tmp:
         frame.to_csv(Path(tmp) / "leaderboard.csv", index=False)
-        (Path(tmp) / "leaderboard.md").write_text(frame.to_markdown(index=False, floatfmt=".4f") if _has_tabulate() else frame.to_string(index=False))
+        (Path(tmp) / "leaderboard.md").write_text(frame.to_markdown(index=False, floatfmt=".4f"))
         plot_leaderboard({row["model"]: row[metric] for row in board}, metric, Path(tmp) / "leaderboard.png")
         client.log_artifacts(parent_run_id, tmp, artifact_path="leaderboard")
     for row in board:
         client.log_metric(parent_run_id, f"{row['model']}.{metric.replace('@', '_at_')}", row[metric])
 
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True

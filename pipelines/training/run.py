@@ -30,9 +30,24 @@ def fit_and_evaluate(config: TrainConfig, features: Any) -> tuple[Any, dict[str,
     seed_everything(int(config.model_params().get("seed", 42)))
     weighted = apply_weighting(features.train, config.weighting)
     model = create_model(config.model, config.model_params())
+    history: list[tuple[int, float, dict[str, float]]] = []
+
+    def record(iteration: int, loss: float, metrics: Mapping[str, float] | None = None) -> None:
+        history.append((int(iteration), float(loss), {k: float(v) for k, v in (metrics or {}).items()}))
+
+    extra: dict[str, Any] = {}
+    if getattr(model, "uses_interaction_order", False):
+        extra["interaction_order"] = getattr(features, "train_order", None)
     started = time.perf_counter()
-    model.fit(weighted, item_features=features.item_features)
+    model.fit(
+        weighted,
+        item_features=features.item_features,
+        validation=features.validation,
+        callback=record,
+        **extra,
+    )
     fit_seconds = time.perf_counter() - started
+    model.training_history_ = history  # (iteration, loss, validation metrics), logged per step
     ks = tuple(sorted(set(config.plot_ks) | {config.k}))
     by_k = metrics_at_ks(model, features.train, features.test, ks=ks)
     metrics = {**by_k[config.k], "fit_seconds": fit_seconds}
@@ -97,8 +112,13 @@ def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking,
     with mlflow.start_run(run_id=child_id):
         mlflow.log_params(flatten({"train": config.model_dump(mode="json"), "model": model.config.model_dump(mode="json")}))
         mlflow.log_params(flatten({"features": features.manifest.get("config", {})}))
-        for step, loss in enumerate(model.training_loss_, start=1):
+        history = getattr(model, "training_history_", None) or [
+            (step, loss, {}) for step, loss in enumerate(model.training_loss_, start=1)
+        ]
+        for step, loss, val_metrics in history:
             mlflow.log_metric("training_loss", float(loss), step=step)
+            for name, value in val_metrics.items():
+                mlflow.log_metric(f"validation_{_metric_key(name)}", float(value), step=step)
         mlflow.log_metrics({_metric_key(k): float(v) for k, v in metrics.items()})
         for k, values in by_k.items():
             for name, value in values.items():
@@ -107,7 +127,8 @@ def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking,
         mlflow.set_tags({f"lineage.{k}": str(v) for k, v in flatten(lineage).items()})
         mlflow.set_tag("features_uri", str(features.manifest.get("uri", "")))
         with tempfile.TemporaryDirectory() as tmp:
-            plot_loss_curve(model.training_loss_, Path(tmp) / "loss_curve.png", f"{config.model} training loss")
+            losses = [loss for _, loss, _ in history]
+            plot_loss_curve(losses, Path(tmp) / "loss_curve.png", f"{config.model} training loss")
             plot_metrics_at_k(by_k, Path(tmp) / "metrics_at_k.png")
             mlflow.log_artifacts(tmp, artifact_path="plots")
         info = log_bundle_model(bundle_dir, example_users=list(features.user_ids[:3]))
