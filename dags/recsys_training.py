@@ -12,11 +12,18 @@ hyperparameters. Each task calls one function of `pipelines.steps`; this file is
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
 from pipelines.params import param_specs
+
+
+def _schedule() -> str | None:
+    """Daily by default; ``RECSYS_TRAINING_SCHEDULE`` overrides it (a cron string, a preset, or 'none')."""
+    value = os.environ.get("RECSYS_TRAINING_SCHEDULE", "@daily").strip()
+    return None if value.lower() in ("", "none") else value
 
 
 def _params() -> dict[str, Param]:
@@ -29,7 +36,7 @@ def _params() -> dict[str, Param]:
 
 @dag(
     dag_id="recsys_training",
-    schedule="@daily",
+    schedule=_schedule(),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 MODEL_FAMILIES: dict[str, str] = {
     "popularity": "pipelines.models.popularity:PopularityRecommender",
     "als": "pipelines.models.als:AlsRecommender",
+    "ease": "pipelines.models.ease:EaseRecommender",
+    "svd": "pipelines.models.svd:SvdRecommender",
+    "nmf": "pipelines.models.nmf:NmfRecommender",
+    "itemknn": "pipelines.models.itemknn:ItemKnnRecommender",
+    "bpr": "pipelines.models.bpr:BprRecommender",
 }
 
 

@@ -27,6 +27,7 @@ from pipelines import seeding
 from pipelines.compute.backend import ArrayBackend, get_backend
 from pipelines.models import als_solver
 from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
+from pipelines.models.sparse_inputs import check_seen
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,29 @@ class AlsRecommender(Recommender):
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T
 
+    def score_new_users(self, seen: sp.csr_matrix) -> np.ndarray:
+        """Fold-in: solve each new user's vector against the fixed item factors, then score.
+
+        ``seen`` (new users x items) holds confidences with the training conventions. Each row
+        gets the exact solution of the regularised least squares one ALS half-step improves,
+        ``(Y^T C_u Y + reg I) x_u = Y^T C_u p_u``, on the configured backend. A row without
+        entries gets the popular items, as an unknown user does.
+        """
+        self._check_fitted()
+        matrix = check_seen(seen, self.n_items, dtype=self.item_factors_.dtype)
+        matrix.eliminate_zeros()
+        backend = get_backend(self.config.device)
+        item_factors = backend.asarray(self.item_factors_)
+        gram = als_solver.gramian(backend, item_factors, self.config.regularization)
+        scores = np.empty(matrix.shape, dtype=np.float32)
+        for start, stop in _fold_in_blocks(matrix.indptr, self.config.factors):
+            vectors = _fold_in(backend, matrix[start:stop], item_factors, gram)
+            scores[start:stop] = backend.to_host(vectors @ item_factors.T)
+        empty = np.diff(matrix.indptr) == 0
+        if empty.any():
+            scores[empty] = self._unknown_user_scores()
+        return scores
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors_": self.user_factors_, "item_factors_": self.item_factors_}
 
@@ -192,6 +216,46 @@ def _check_train(train: Any, dtype: str) -> sp.csr_matrix:
         row = int(np.searchsorted(matrix.indptr, bad, side="right") - 1)
         raise ValueError(f"train has a non-finite value at (user {row}, item {matrix.indices[bad]})")
     return matrix
+
+
+def _fold_in_blocks(indptr: np.ndarray, factors: int) -> list[tuple[int, int]]:
+    """Row blocks for fold-in: at most 1024 users and about 2**22 gathered entries x factors**2."""
+    max_entries = max(1, 2**22 // (factors * factors))
+    blocks, start, n_rows = [], 0, len(indptr) - 1
+    while start < n_rows:
+        stop = min(start + 1024, n_rows)
+        while stop > start + 1 and indptr[stop] - indptr[start] > max_entries:
+            stop = start + max(1, (stop - start) // 2)
+        blocks.append((start, stop))
+        start = stop
+    return blocks
+
+
+def _fold_in(backend: ArrayBackend, rows: sp.csr_matrix, item_factors: Any, gram: Any) -> Any:
+    """User vectors (n_rows, factors) solving ``(G + Y^T (C_u - I) Y) x_u = Y^T C_u p_u`` exactly.
+
+    ``gram`` is ``Y^T Y + reg I``; ``rows`` holds confidences (negative = disliked, preference 0
+    with confidence ``|value|``), as :func:`pipelines.models.als_solver.make_blocks` reads them.
+    """
+    xp = backend.xp
+    n_rows, factors = rows.shape[0], item_factors.shape[1]
+    dtype = item_factors.dtype
+    values = rows.data
+    row_of = np.repeat(np.arange(n_rows), np.diff(rows.indptr))
+    gathered = item_factors[backend.asarray(rows.indices.astype(np.int64))]  # (entries, f)
+
+    def per_row(weights: np.ndarray) -> Any:  # (n_rows, entries) selector with these weights
+        return backend.csr(
+            sp.csr_matrix((weights, (row_of, np.arange(len(values)))), shape=(n_rows, len(values))), dtype=dtype
+        )
+
+    rhs = per_row(np.where(values > 0, values, 0)) @ gathered  # Y^T C_u p_u
+    lhs = xp.broadcast_to(gram, (n_rows, factors, factors)).copy()
+    extra = np.abs(values) - 1
+    if np.any(extra != 0):
+        outer = (gathered[:, :, None] * gathered[:, None, :]).reshape(len(values), factors * factors)
+        lhs += (per_row(extra) @ outer).reshape(n_rows, factors, factors)
+    return xp.linalg.solve(lhs, rhs[:, :, None])[:, :, 0]
 
 
 def _worker_count(num_threads: int) -> int:

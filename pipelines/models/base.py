@@ -52,6 +52,11 @@ class Recommender(ABC):
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     #: True when fit() cannot work without item content features (content-based models).
     requires_item_features: ClassVar[bool] = False
+    #: True when fit() (and score_new_users()) take ``interaction_order``: a CSR matrix with the
+    #: pattern of ``train`` whose values are each interaction's 1-based rank in its user's time
+    #: order (see :mod:`pipelines.features.order`). The training step passes it only to these
+    #: models, so the others keep the plain fit signature.
+    uses_interaction_order: ClassVar[bool] = False
     #: One line for the README's model table and the trigger form: what the model is for.
     summary: ClassVar[str] = ""
 
@@ -89,7 +94,9 @@ class Recommender(ABC):
 
         ``item_features`` (items x features) feeds content and hybrid models. ``validation``
         (users x items, same shape) is held-out data for early stopping; models that stop
-        early and get none carve a seeded validation set from ``train`` themselves.
+        early and get none carve a seeded validation set from ``train`` themselves. Models
+        with ``uses_interaction_order`` also take ``interaction_order: sp.csr_matrix | None``
+        (keyword, default None) and read each user's time order from it.
         """
 
     @abstractmethod
@@ -141,6 +148,19 @@ class Recommender(ABC):
         """
         self._check_fitted()
         return np.tile(self._unknown_user_scores(), (seen.shape[0], 1))
+
+    def add_items(self, item_features: sp.csr_matrix) -> np.ndarray:
+        """Make new items (rows of content features, fit-time columns) recommendable.
+
+        Content-based models override this: a new item with metadata gets a profile and is
+        scored like the others. Returns the new items' indices (appended after the existing
+        ones). The default raises NotImplementedError: other models cannot score an item that
+        had no interactions at fit time.
+        """
+        raise NotImplementedError(
+            f"model {self.name!r} cannot add items after fit; only content-based models "
+            "(requires_item_features) score new items from their metadata"
+        )
 
     def _unknown_user_scores(self) -> np.ndarray:
         """Scores for a user the model never saw: item popularity learnt at fit time."""

@@ -29,8 +29,9 @@ def name(request) -> str:
 
 
 @pytest.fixture(scope="module")
-def fitted(name, planted):
-    return create_model(name, FAST_PARAMS.get(name)).fit(planted.train)
+def fitted(name, planted, fit_inputs):
+    model = create_model(name, FAST_PARAMS.get(name))
+    return model.fit(planted.train, **fit_inputs(type(model), planted))
 
 
 def test_every_family_has_an_expected_ndcg():
@@ -95,8 +96,9 @@ def test_factor_models_beat_popularity(fitted, planted):
     assert planted_ndcg(fitted, planted) > planted_ndcg(popularity, planted) + 0.1
 
 
-def test_same_seed_same_model(name, fitted, planted):
-    again = create_model(name, FAST_PARAMS.get(name)).fit(planted.train)
+def test_same_seed_same_model(name, fitted, planted, fit_inputs):
+    again = create_model(name, FAST_PARAMS.get(name))
+    again.fit(planted.train, **fit_inputs(type(again), planted))
     np.testing.assert_array_equal(again.score(np.arange(20)), fitted.score(np.arange(20)))
 
 

@@ -1,0 +1,287 @@
+"""Search spaces: per model family, hyperparameter name -> distribution, as plain data.
+
+A space is a mapping that JSON, YAML or an Airflow Param can hold::
+
+    {"factors": {"type": "int", "low": 16, "high": 256, "log": True},
+     "regularization": {"type": "float", "low": 0.3, "high": 100.0, "log": True},
+     "weighting.scheme": {"type": "categorical", "choices": ["none", "bm25"]}}
+
+Names are fields of the family's config class, or ``weighting.<field>`` for the confidence
+weighting of the training matrix (:class:`pipelines.features.weighting.WeightingConfig`).
+A trial samples a space with Optuna's define-by-run ``suggest_*`` (:func:`suggest_params`);
+:func:`apply_params` turns a sample into a :class:`~pipelines.training.config.TrainConfig`.
+
+Ranges are centred on each family's tuned default so the default itself is a point of the
+space (the study evaluates it first, see ``TuningConfig.enqueue_defaults``). Families with
+nothing worth tuning (popularity) have no space and are refused.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Mapping, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from pipelines.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from pipelines.training.config import TrainConfig
+
+WEIGHTING_PREFIX = "weighting."
+
+# family -> {param: spec}. Only families whose config defines these fields belong here: the test
+# suite samples every space of a registered family and validates it against the config class.
+SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
+    "als": {  # defaults: 64 factors, 15 sweeps, regularization 10
+        "factors": {"type": "int", "low": 16, "high": 256, "log": True},
+        "regularization": {"type": "float", "low": 0.3, "high": 100.0, "log": True},
+        "iterations": {"type": "int", "low": 5, "high": 30},
+    },
+    "bpr": {  # defaults: 64 factors, learning rate 0.05, regularization 0.01 (epochs: early stopping)
+        "factors": {"type": "int", "low": 16, "high": 256, "log": True},
+        "learning_rate": {"type": "float", "low": 0.005, "high": 0.5, "log": True},
+        "regularization": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+    },
+    "content": {  # defaults: exponent 1.0, binary profiles
+        "popularity_exponent": {"type": "float", "low": 0.0, "high": 3.0},
+        "profile_weighting": {"type": "categorical", "choices": ["binary", "values"]},
+    },
+    "ease": {  # default 300; the best value grows with the data (users per item)
+        "regularization": {"type": "float", "low": 10.0, "high": 10_000.0, "log": True},
+    },
+    "itemknn": {  # defaults: 100 neighbours, shrinkage 10
+        "neighbours": {"type": "int", "low": 10, "high": 1000, "log": True},
+        "shrinkage": {"type": "float", "low": 0.0, "high": 200.0},
+    },
+    "ncf": {  # defaults: 64 dims, bpr loss, 4 negatives, lr 5e-3, l2 1e-4, no dropout
+        "embedding_dim": {"type": "int", "low": 16, "high": 256, "log": True},
+        "learning_rate": {"type": "float", "low": 1e-4, "high": 5e-2, "log": True},
+        "l2_regularization": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
+        "n_negatives": {"type": "int", "low": 1, "high": 16, "log": True},
+        "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+        "loss": {"type": "categorical", "choices": ["bpr", "bce", "softmax"]},
+    },
+    "nmf": {  # defaults: 32 factors, no regularization
+        "factors": {"type": "int", "low": 8, "high": 128, "log": True},
+        "alpha_W": {"type": "float", "low": 0.0, "high": 0.1},
+        "l1_ratio": {"type": "float", "low": 0.0, "high": 1.0},
+    },
+    "svd": {  # default 24 factors; must stay below min(n_users, n_items)
+        "factors": {"type": "int", "low": 4, "high": 256, "log": True},
+    },
+}
+
+
+class IntParam(BaseModel):
+    """An integer in ``[low, high]`` (both included), on a log scale when ``log``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    """Sample uniformly in log space (for sizes spanning orders of magnitude); needs low >= 1."""
+    step: int = Field(1, ge=1)
+    """Spacing of the values from ``low``; must be 1 on a log scale."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "IntParam":
+        _check_bounds(self.low, self.high, self.log)
+        if self.log and self.step != 1:
+            raise ValueError("step must be 1 when log is true")
+        return self
+
+    def contains(self, value: Any) -> bool:
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and self.low <= value <= self.high
+            and (value - self.low) % self.step == 0
+        )
+
+
+class FloatParam(BaseModel):
+    """A float in ``[low, high]``, on a log scale when ``log`` (then low must be > 0)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["float"]
+    low: float = Field(allow_inf_nan=False)
+    high: float = Field(allow_inf_nan=False)
+    log: bool = False
+    """Sample uniformly in log space (penalties, learning rates)."""
+    step: float | None = Field(None, gt=0)
+    """Discretisation step from ``low``; not allowed with ``log``."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FloatParam":
+        _check_bounds(self.low, self.high, self.log)
+        if self.log and self.step is not None:
+            raise ValueError("step is not allowed when log is true")
+        return self
+
+    def contains(self, value: Any) -> bool:
+        return (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and self.low <= value <= self.high
+        )
+
+
+class CategoricalParam(BaseModel):
+    """One of ``choices`` (strings, numbers, booleans or None)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["categorical"]
+    choices: tuple[str | bool | int | float | None, ...] = Field(min_length=1)
+
+    def contains(self, value: Any) -> bool:
+        return any(value == c and type(value) is type(c) for c in self.choices)
+
+
+ParamSpec = Annotated[Union[IntParam, FloatParam, CategoricalParam], Field(discriminator="type")]
+_SPEC_ADAPTER: TypeAdapter[IntParam | FloatParam | CategoricalParam] = TypeAdapter(ParamSpec)
+
+
+def _check_bounds(low: float, high: float, log: bool) -> None:
+    if not low < high:
+        raise ValueError(f"low ({low}) must be below high ({high})")
+    if log and low <= 0:
+        raise ValueError(f"low must be > 0 on a log scale, got {low}")
+
+
+def parse_space(raw: Mapping[str, Any], where: str = "search space") -> dict[str, IntParam | FloatParam | CategoricalParam]:
+    """Validate a plain-data space; raises ConfigError naming the parameter and the problem."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(f"{where} must be a non-empty mapping of parameter name -> distribution, got {raw!r}")
+    space = {}
+    for name, spec in raw.items():
+        if isinstance(spec, (IntParam, FloatParam, CategoricalParam)):
+            space[name] = spec
+            continue
+        try:
+            space[name] = _SPEC_ADAPTER.validate_python(spec)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {str(err['msg']).removeprefix('Value error, ')}"
+                for err in exc.errors()
+            )
+            raise ConfigError(
+                f"{where}: parameter {name!r} has an invalid distribution {spec!r} ({problems}); "
+                "expected {'type': 'int'|'float', 'low': ..., 'high': ..., 'log': bool} "
+                "or {'type': 'categorical', 'choices': [...]}"
+            ) from None
+    return space
+
+
+def tunable_models() -> list[str]:
+    """Registered families that have a default search space, sorted."""
+    from pipelines.models import model_names
+
+    return sorted(set(SEARCH_SPACES) & set(model_names()))
+
+
+def search_space(model: str, override: Mapping[str, Any] | None = None) -> dict[str, IntParam | FloatParam | CategoricalParam]:
+    """The validated space for ``model``: ``override`` when given, else the family's default.
+
+    Raises ConfigError for a family without a default space (naming those that have one), for
+    an invalid distribution, or for a name that is neither a field of the family's config nor a
+    ``weighting.<field>``.
+    """
+    from pipelines.models import model_class
+
+    cls = model_class(model)  # UnknownModelError (a ConfigError) names the registered families
+    if override is not None:
+        space = parse_space(override, f"search space for {model!r}")
+    elif model in SEARCH_SPACES:
+        space = parse_space(SEARCH_SPACES[model], f"default search space of {model!r}")
+    else:
+        raise ConfigError(
+            f"model {model!r} has no search space; tunable models: {', '.join(tunable_models()) or 'none'} "
+            "(or give tuning.search_space explicitly)"
+        )
+    _check_names(model, space, set(cls.config_class.model_fields))
+    return space
+
+
+def _check_names(model: str, space: Mapping[str, Any], model_fields: set[str]) -> None:
+    from pipelines.features.weighting import WeightingConfig
+
+    weighting_fields = set(WeightingConfig.model_fields)
+    for name in space:
+        if name.startswith(WEIGHTING_PREFIX):
+            if name.removeprefix(WEIGHTING_PREFIX) not in weighting_fields:
+                raise ConfigError(
+                    f"search space for {model!r}: {name!r} is not a weighting field; "
+                    f"allowed: {', '.join(WEIGHTING_PREFIX + f for f in sorted(weighting_fields))}"
+                )
+        elif name == "seed" or name not in model_fields:
+            allowed = sorted(model_fields - {"seed"})
+            raise ConfigError(
+                f"search space for {model!r}: {name!r} is not a tunable parameter of {model!r}; "
+                f"allowed: {', '.join(allowed)} or weighting.<field>"
+            )
+
+
+def suggest_params(trial: "optuna.trial.BaseTrial", space: Mapping[str, Any]) -> dict[str, Any]:
+    """Sample every parameter of ``space`` through ``trial.suggest_*`` (define-by-run)."""
+    params: dict[str, Any] = {}
+    for name, spec in space.items():
+        if isinstance(spec, IntParam):
+            params[name] = trial.suggest_int(name, spec.low, spec.high, step=spec.step, log=spec.log)
+        elif isinstance(spec, FloatParam):
+            params[name] = trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
+        else:
+            params[name] = trial.suggest_categorical(name, list(spec.choices))
+    return params
+
+
+def current_params(train_config: "TrainConfig", space: Mapping[str, Any]) -> dict[str, Any]:
+    """The values ``train_config`` uses for the space's parameters, where they lie inside it.
+
+    Explicit ``train_config.params`` first, then the family's config defaults. Used to evaluate
+    the configuration as given before sampling (so the study can only improve on it); values
+    outside the space are left out and sampled instead.
+    """
+    from pipelines.models import model_class
+
+    model_fields = model_class(train_config.model).config_class.model_fields
+    found: dict[str, Any] = {}
+    for name, spec in space.items():
+        if name.startswith(WEIGHTING_PREFIX):
+            value = getattr(train_config.weighting, name.removeprefix(WEIGHTING_PREFIX))
+        elif name in train_config.params:
+            value = train_config.params[name]
+        else:
+            value = model_fields[name].get_default(call_default_factory=True)
+        if spec.contains(value):
+            found[name] = value
+    return found
+
+
+def apply_params(train_config: "TrainConfig", params: Mapping[str, Any]) -> "TrainConfig":
+    """``train_config`` with sampled ``params`` applied (model fields and ``weighting.*``).
+
+    Raises ConfigError naming the parameter when the combination is invalid for the family.
+    """
+    from pipelines.training.config import TrainConfig
+
+    model_params = {k: v for k, v in params.items() if not k.startswith(WEIGHTING_PREFIX)}
+    weighting = {k.removeprefix(WEIGHTING_PREFIX): v for k, v in params.items() if k.startswith(WEIGHTING_PREFIX)}
+    fields = train_config.model_dump()
+    fields["params"] = {**train_config.params, **model_params}
+    fields["weighting"] = {**fields["weighting"], **weighting}
+    try:
+        return TrainConfig.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or train_config.model}: {str(err['msg']).removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"parameters {dict(params)!r} are invalid for {train_config.model!r}: {problems}") from None
