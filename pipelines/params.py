@@ -14,7 +14,7 @@ from pipelines.models import model_names
 
 SOURCES = ["synthetic", "movielens", "movielens100k", "csv", "parquet", "sql"]
 SPLITS = ["stratified", "random", "temporal_last_n", "temporal_cutoff"]
-WEIGHTINGS = ["none", "linear", "log", "bm25"]
+WEIGHTINGS = ["auto", "none", "linear", "log", "bm25"]
 METRICS = ["ndcg", "map", "precision", "recall", "hit_rate"]
 
 
@@ -50,7 +50,10 @@ def param_specs() -> dict[str, dict[str, Any]]:
         "factors": {"default": 64, "type": "integer", "minimum": 1, "maximum": 1024, "title": "Latent factors", "section": "Model"},
         "iterations": {"default": 15, "type": "integer", "minimum": 1, "maximum": 500, "title": "Iterations", "section": "Model"},
         "regularization": {"default": 10.0, "type": "number", "minimum": 0.0, "maximum": 1000.0, "title": "L2 regularization", "section": "Model"},
-        "weighting": {"default": "none", "type": "string", "enum": WEIGHTINGS, "title": "Confidence weighting", "section": "Model"},
+        "weighting": {
+            "default": "auto", "type": "string", "enum": WEIGHTINGS, "title": "Confidence weighting", "section": "Model",
+            "description": "auto: each model's preferred weighting (tuned on MovieLens); else one scheme for all models.",
+        },
         "alpha": {"default": 1.0, "type": "number", "minimum": 0.0, "maximum": 10000.0, "title": "Weighting alpha", "section": "Model"},
         "seed": {"default": 42, "type": "integer", "minimum": 0, "maximum": 2**31 - 1, "title": "Random seed", "section": "Model"},
         # -- data ------------------------------------------------------------------

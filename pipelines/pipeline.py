@@ -104,7 +104,7 @@ def from_params(params: Mapping[str, Any]) -> PipelineConfig:
         else:
             ingest["path"] = p["path"] or None
         hyper = {"factors": p["factors"], "iterations": p["iterations"], "regularization": p["regularization"], "seed": p["seed"]}
-        weighting = WeightingConfig(scheme=p["weighting"], alpha=p["alpha"])
+        weighting = None if p["weighting"] == "auto" else WeightingConfig(scheme=p["weighting"], alpha=p["alpha"])
         candidates = tuple(
             TrainConfig(model=name, params=model_params_for(name, hyper), weighting=weighting, k=k, device=device)
             for name in p["models"]

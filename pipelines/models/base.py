@@ -57,6 +57,8 @@ class Recommender(ABC):
     #: order (see :mod:`pipelines.features.order`). The training step passes it only to these
     #: models, so the others keep the plain fit signature.
     uses_interaction_order: ClassVar[bool] = False
+    #: Confidence weighting the family was tuned with (WeightingConfig fields), used unless a run sets one.
+    preferred_weighting: ClassVar[dict[str, Any]] = {"scheme": "none"}
     #: One line for the README's model table and the trigger form: what the model is for.
     summary: ClassVar[str] = ""
 

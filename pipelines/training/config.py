@@ -16,7 +16,9 @@ class TrainConfig(BaseModel):
 
     model: str = Field("als", description="model family name (see pipelines.models.model_names())")
     params: dict[str, Any] = Field(default_factory=dict, description="the family's hyperparameters")
-    weighting: WeightingConfig = Field(default_factory=WeightingConfig, description="confidence weighting of the training matrix")
+    weighting: WeightingConfig | None = Field(
+        None, description="confidence weighting of the training matrix; None: the model family's preferred one"
+    )
     k: int = Field(10, ge=1, le=1000, description="cut-off K of the headline metrics")
     plot_ks: tuple[int, ...] = Field((1, 5, 10, 20, 50), description="K values of the metric-at-K plot")
     device: str = Field("cpu", description="cpu, gpu or auto; a GPU request without a GPU falls back to CPU")
@@ -43,6 +45,14 @@ class TrainConfig(BaseModel):
 
         create_model(self.model, self.model_params())  # raises ConfigError naming the parameter
         return self
+
+    def resolved_weighting(self) -> WeightingConfig:
+        """The weighting to apply: the configured one, else the family's ``preferred_weighting``."""
+        if self.weighting is not None:
+            return self.weighting
+        from pipelines.models import model_class
+
+        return WeightingConfig(**model_class(self.model).preferred_weighting)
 
     def model_params(self) -> dict[str, Any]:
         """Hyperparameters passed to the model, with the device where the family has one."""

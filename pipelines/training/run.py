@@ -28,7 +28,7 @@ def fit_and_evaluate(config: TrainConfig, features: Any) -> tuple[Any, dict[str,
     from pipelines.seeding import seed_everything
 
     seed_everything(int(config.model_params().get("seed", 42)))
-    weighted = apply_weighting(features.train, config.weighting)
+    weighted = apply_weighting(features.train, config.resolved_weighting())
     model = create_model(config.model, config.model_params())
     history: list[tuple[int, float, dict[str, float]]] = []
 
@@ -112,6 +112,7 @@ def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking,
     with mlflow.start_run(run_id=child_id):
         mlflow.log_params(flatten({"train": config.model_dump(mode="json"), "model": model.config.model_dump(mode="json")}))
         mlflow.log_params(flatten({"features": features.manifest.get("config", {})}))
+        mlflow.log_params(flatten({"weighting_applied": config.resolved_weighting().model_dump(mode="json")}))
         history = getattr(model, "training_history_", None) or [
             (step, loss, {}) for step, loss in enumerate(model.training_loss_, start=1)
         ]
