@@ -41,18 +41,21 @@ class BprConfig(ModelConfig):
     """Hyperparameters of :class:`BprRecommender`.
 
     Tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42, nDCG@10 with
-    training items excluded); see the table in :mod:`tests.models.test_model_bpr`.
+    training items excluded): 0.319 at the defaults, against 0.297 with 64 factors and 60 epochs
+    and 0.207 for popularity; validation nDCG was still creeping up at 100 epochs. The weighting
+    scheme does not matter (only positive entries count). See the table in
+    :mod:`tests.models.test_model_bpr`.
     """
 
-    factors: int = Field(64, ge=1, le=1024)
+    factors: int = Field(128, ge=1, le=1024)
     """Latent dimensions per user and item (plus one item bias)."""
     learning_rate: float = Field(0.05, gt=0.0, le=10.0, allow_inf_nan=False)
     """SGD step size, applied per sample (a batch's updates are summed, not averaged)."""
     regularization: float = Field(0.01, ge=0.0, le=10.0, allow_inf_nan=False)
     """L2 penalty on the user, positive and negative item vectors and biases of each sample."""
-    epochs: int = Field(50, ge=1, le=10_000)
+    epochs: int = Field(100, ge=1, le=10_000)
     """Passes over the stored interactions (at most, with early stopping)."""
-    batch_size: int = Field(1024, ge=1, le=2**20)
+    batch_size: int = Field(4096, ge=1, le=2**20)
     """Triples per vectorised update; larger is faster per epoch but staler within it."""
     patience: int = Field(5, ge=1, le=10_000)
     """With ``validation`` data: epochs without a better nDCG@10 before training stops."""
@@ -115,17 +118,46 @@ class BprRecommender(Recommender):
         item_biases = np.zeros(n_items, dtype=np.float32)
         sampler = _TripleSampler(user_items)
 
+        # Validation scores through recommend(), so the model counts as fitted while it trains;
+        # a failure part-way leaves it unfitted again.
         self.n_users, self.n_items = n_users, n_items
         self.item_popularity_ = item_popularity(user_items)
+        started = time.perf_counter()
+        try:
+            self._train(sampler, user_items, held_out, user_factors, item_factors, item_biases, rng, callback)
+        except BaseException:
+            self.n_users = self.n_items = 0
+            self.user_factors_ = self.item_factors_ = self.item_biases_ = None
+            raise
+        log.info(
+            "fit bpr (%d users x %d items, %d interactions, %d epochs) in %.2fs",
+            n_users, n_items, user_items.nnz, len(self.training_loss_), time.perf_counter() - started,
+        )
+        return self
+
+    def _train(
+        self,
+        sampler: _TripleSampler,
+        user_items: sp.csr_matrix,
+        held_out: sp.csr_matrix | None,
+        user_factors: np.ndarray,
+        item_factors: np.ndarray,
+        item_biases: np.ndarray,
+        rng: np.random.Generator,
+        callback: IterationCallback | None,
+    ) -> None:
+        """The epochs: SGD, then (with ``held_out``) validation, early stopping and the best epoch kept."""
+        cfg = self.config
         self.training_loss_, self.validation_ndcg_, self.best_epoch_ = [], [], None
         best: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         best_ndcg, waited = -np.inf, 0
-        started = time.perf_counter()
         for epoch in range(cfg.epochs):
-            loss = _sgd_epoch(sampler, user_factors, item_factors, item_biases, cfg, rng)
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported just below
+                loss = _sgd_epoch(sampler, user_factors, item_factors, item_biases, cfg, rng)
             if not (np.isfinite(loss) and np.isfinite(user_factors).all() and np.isfinite(item_factors).all()):
                 raise FloatingPointError(
-                    f"BPR diverged at epoch {epoch} (learning_rate {cfg.learning_rate}); lower learning_rate"
+                    f"BPR diverged at epoch {epoch} (learning_rate {cfg.learning_rate}, regularization "
+                    f"{cfg.regularization}); lower learning_rate, keeping learning_rate * regularization well below 1"
                 )
             self.training_loss_.append(loss)
             if held_out is None:
@@ -145,16 +177,13 @@ class BprRecommender(Recommender):
             else:
                 waited += 1
                 if waited >= cfg.patience:
-                    log.info("bpr stopped early at epoch %d; best epoch %d (ndcg@10 %.4f)", epoch, self.best_epoch_, best_ndcg)
+                    log.info(
+                        "bpr stopped early at epoch %d; best epoch %d (ndcg@10 %.4f)", epoch, self.best_epoch_, best_ndcg
+                    )
                     break
         if best is not None:
             user_factors, item_factors, item_biases = best
         self.user_factors_, self.item_factors_, self.item_biases_ = user_factors, item_factors, item_biases
-        log.info(
-            "fit bpr (%d users x %d items, %d interactions, %d epochs) in %.2fs",
-            n_users, n_items, user_items.nnz, len(self.training_loss_), time.perf_counter() - started,
-        )
-        return self
 
     def _validation_ndcg(self, user_items: sp.csr_matrix, held_out: sp.csr_matrix) -> float:
         """nDCG@10 of the current factors on the users with held-out items, training items excluded."""
@@ -163,7 +192,8 @@ class BprRecommender(Recommender):
         users = np.flatnonzero(np.diff(held_out.indptr))
         recommended, _ = self.recommend(users, k=_VALIDATION_K, exclude=user_items)
         # Rows of recommended follow ``users``; pass the same rows of the held-out matrix.
-        return float(ranking_metrics(recommended, held_out[users], _VALIDATION_K, self.n_items)[f"ndcg@{_VALIDATION_K}"])
+        metrics = ranking_metrics(recommended, held_out[users], _VALIDATION_K, self.n_items)
+        return float(metrics[f"ndcg@{_VALIDATION_K}"])
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T + self.item_biases_
@@ -250,26 +280,43 @@ def _sgd_epoch(
         users, positives = sampler.users[batch], sampler.items[batch]
         negatives = sampler.negatives(users, rng)
         p_u, q_i, q_j = user_factors[users], item_factors[positives], item_factors[negatives]
-        x = np.einsum("bf,bf->b", p_u, q_i - q_j) + item_biases[positives] - item_biases[negatives]
+        b_i, b_j = item_biases[positives], item_biases[negatives]
+        difference = q_i - q_j
+        x = np.einsum("bf,bf->b", p_u, difference) + b_i - b_j
         total += float(np.logaddexp(0.0, -x, dtype=np.float64).sum())
-        weight = (1.0 / (1.0 + np.exp(np.clip(x, -30, 30)))).astype(np.float32)  # sigmoid(-x)
-        w = weight[:, None]
-        _scatter_add(user_factors, users, lr * (w * (q_i - q_j) - reg * p_u))
-        _scatter_add(item_factors, positives, lr * (w * p_u - reg * q_i))
-        _scatter_add(item_factors, negatives, lr * (-w * p_u - reg * q_j))
-        _scatter_add(item_biases, positives, lr * (weight - reg * item_biases[positives]))
-        _scatter_add(item_biases, negatives, lr * (-weight - reg * item_biases[negatives]))
+        # d ln sigmoid(x) / dx = sigmoid(-x); clipped so exp never overflows.
+        weight = (1.0 / (1.0 + np.exp(np.clip(x, -30.0, 30.0)))).astype(np.float32)[:, None]
+        user_step = lr * (weight * difference - reg * p_u)
+        # Positive and negative items in one scatter: factor steps with the bias step as a last column.
+        item_step = np.empty((2 * len(batch), cfg.factors + 1), dtype=np.float32)
+        item_step[: len(batch), :-1] = weight * p_u - reg * q_i
+        item_step[len(batch) :, :-1] = -weight * p_u - reg * q_j
+        item_step[: len(batch), -1] = weight[:, 0] - reg * b_i
+        item_step[len(batch) :, -1] = -weight[:, 0] - reg * b_j
+        item_step *= lr
+        _scatter_add(user_factors, users, user_step)
+        items, summed = _sum_rows(np.concatenate([positives, negatives]), item_step)
+        item_factors[items] += summed[:, :-1]
+        item_biases[items] += summed[:, -1]
     return total / len(order)
 
 
-def _scatter_add(target: np.ndarray, rows: np.ndarray, updates: np.ndarray) -> None:
-    """``target[rows] += updates`` with repeated rows summed.
+def _sum_rows(rows: np.ndarray, updates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``rows`` and, for each, the sum of its ``updates`` rows (one sparse product).
 
-    The sums run as one sparse product over the batch's distinct rows, several times faster than
-    ``np.add.at`` and touching only those rows of ``target``.
+    Several times faster than ``np.add.at`` on 2-D updates, and it touches only the rows present.
     """
-    distinct, slot = np.unique(rows, return_inverse=True)
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    first = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+    indptr = np.r_[first, len(rows)]
     summing = sp.csr_matrix(
-        (np.ones(len(rows), dtype=target.dtype), (slot, np.arange(len(rows)))), shape=(len(distinct), len(rows))
+        (np.ones(len(rows), dtype=updates.dtype), order, indptr), shape=(len(first), len(rows))
     )
-    target[distinct] += summing @ updates
+    return sorted_rows[first], summing @ updates
+
+
+def _scatter_add(target: np.ndarray, rows: np.ndarray, updates: np.ndarray) -> None:
+    """``target[rows] += updates`` with repeated rows summed."""
+    distinct, summed = _sum_rows(rows, updates)
+    target[distinct] += summed

@@ -30,12 +30,14 @@ class NmfConfig(ModelConfig):
     """Hyperparameters of :class:`NmfRecommender` (scikit-learn's ``NMF`` with ``solver="cd"``).
 
     Tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42, nDCG@10 with
-    training items excluded); see the table in :mod:`tests.models.test_model_nmf`.
+    training items excluded) with binary input: 0.359 at the defaults (converged in about 150
+    iterations), 0.314 without regularization, against 0.207 for popularity. See the table in
+    :mod:`tests.models.test_model_nmf`.
     """
 
-    factors: int = Field(32, ge=1, le=2048)
+    factors: int = Field(64, ge=1, le=2048)
     """Components (``n_components``)."""
-    alpha_W: float = Field(0.0, ge=0.0, le=1e6, allow_inf_nan=False)
+    alpha_W: float = Field(0.005, ge=0.0, le=1e6, allow_inf_nan=False)
     """Regularization of the user factors ``W`` (scikit-learn scales it by ``n_items``)."""
     alpha_H: float | None = Field(None, ge=0.0, le=1e6, allow_inf_nan=False)
     """Regularization of the item factors ``H`` (scaled by ``n_users``); None: the same as ``alpha_W``."""
@@ -43,7 +45,7 @@ class NmfConfig(ModelConfig):
     """Mix of the penalty: 0 is pure L2 (dense factors), 1 pure L1 (sparse factors)."""
     init: Literal["nndsvd", "nndsvda", "nndsvdar", "random"] = "nndsvda"
     """Initialization: SVD-based (``nndsvd*``, deterministic) or seeded random."""
-    max_iter: int = Field(200, ge=1, le=100_000)
+    max_iter: int = Field(400, ge=1, le=100_000)
     """Most coordinate-descent passes (fewer when ``tol`` is met)."""
     tol: float = Field(1e-4, gt=0.0, le=1.0, allow_inf_nan=False)
     """Stopping tolerance on the relative change of the projected gradient."""
@@ -105,7 +107,9 @@ class NmfRecommender(Recommender):
             user_factors = nmf.fit_transform(user_items)
         self.n_iter_ = int(nmf.n_iter_)
         if self.n_iter_ >= cfg.max_iter:
-            log.warning("nmf stopped at max_iter=%d before reaching tol=%g; raise max_iter to converge", cfg.max_iter, cfg.tol)
+            log.warning(
+                "nmf stopped at max_iter=%d before reaching tol=%g; raise max_iter to converge", cfg.max_iter, cfg.tol
+            )
         self.user_factors_ = np.ascontiguousarray(user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(nmf.components_.T, dtype=np.float32)
         self.item_popularity_ = item_popularity(user_items)

@@ -30,10 +30,12 @@ class SvdConfig(ModelConfig):
     """Hyperparameters of :class:`SvdRecommender`, then its runtime options.
 
     Tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42, nDCG@10 with
-    training items excluded); see the table in :mod:`tests.models.test_model_svd`.
+    training items excluded): 0.352 with binary input at ``factors=40`` (0.357 with ``linear``
+    weighting, 1 + rating), against 0.207 for popularity; neighbouring ``factors`` move it by about
+    0.005. See the table in :mod:`tests.models.test_model_svd`.
     """
 
-    factors: int = Field(24, ge=1, le=4096)
+    factors: int = Field(40, ge=1, le=4096)
     """Singular triplets kept. Must be below ``min(n_users, n_items)`` of the training matrix."""
     power_iterations: int = Field(6, ge=0, le=50)
     """Subspace (power) iterations of the randomized SVD; more gives singular vectors closer to
@@ -57,7 +59,9 @@ class SvdRecommender(Recommender):
     """
 
     name: ClassVar[str] = "svd"
-    summary: ClassVar[str] = "PureSVD: truncated SVD of the interaction matrix; fast, deterministic factor baseline, CPU or GPU"
+    summary: ClassVar[str] = (
+        "PureSVD: truncated SVD of the interaction matrix; fast, deterministic factor baseline, CPU or GPU"
+    )
     config_class: ClassVar[type[ModelConfig]] = SvdConfig
     config: SvdConfig
 
