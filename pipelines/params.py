@@ -56,6 +56,12 @@ def param_specs() -> dict[str, dict[str, Any]]:
         },
         "alpha": {"default": 1.0, "type": "number", "minimum": 0.0, "maximum": 10000.0, "title": "Weighting alpha", "section": "Model"},
         "seed": {"default": 42, "type": "integer", "minimum": 0, "maximum": 2**31 - 1, "title": "Random seed", "section": "Model"},
+        # -- tuning ----------------------------------------------------------------
+        "tune": {
+            "default": False, "type": "boolean", "title": "Tune hyperparameters (Optuna)", "section": "Tuning",
+            "description": "Each candidate is tuned on a validation split carved from train, then refit and tested once.",
+        },
+        "n_trials": {"default": 20, "type": "integer", "minimum": 1, "maximum": 500, "title": "Trials per model", "section": "Tuning"},
         # -- data ------------------------------------------------------------------
         "split": {"default": "stratified", "type": "string", "enum": SPLITS, "title": "Split", "section": "Data"},
         "test_fraction": {"default": 0.25, "type": "number", "exclusiveMinimum": 0.0, "exclusiveMaximum": 1.0, "title": "Test fraction", "section": "Data"},

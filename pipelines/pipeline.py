@@ -22,6 +22,7 @@ from pipelines.features.config import FeatureConfig
 from pipelines.features.weighting import WeightingConfig
 from pipelines.tracking.promotion import PromotionConfig
 from pipelines.training.config import TrainConfig
+from pipelines.tuning.config import TuningConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class PipelineConfig(BaseModel):
     candidates: tuple[TrainConfig, ...] = Field(default_factory=lambda: (TrainConfig(model="als"),))
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     dask: DaskConfig = Field(default_factory=DaskConfig)
+    tuning: TuningConfig | None = Field(None, description="Optuna tuning of each candidate before its final fit")
     experiment: str = DEFAULT_EXPERIMENT
 
     @model_validator(mode="after")
@@ -116,6 +118,7 @@ def from_params(params: Mapping[str, Any]) -> PipelineConfig:
             candidates=candidates,
             promotion=PromotionConfig(metric=f"{p['metric']}@{k}", margin=p["promotion_margin"]),
             dask=DaskConfig(gpu=bool(p["use_gpu"])),
+            tuning=TuningConfig(n_trials=p["n_trials"], seed=p["seed"], metric=f"ndcg@{k}") if p["tune"] else None,
         )
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
@@ -206,12 +209,11 @@ def run_pipeline_on_split(
 
 def _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri) -> dict[str, Any]:
     from pipelines.training.promote import run_register_and_promote
-    from pipelines.training.run import run_training
 
     tracking = open_tracking(config, run_key, tracking_uri) if (track or register) else None
     lineage = lineage_of(ingested, cleaned)
     results = [
-        run_training(cand, features["features_uri"], root, run_key, tracking=tracking, lineage=lineage)
+        train_candidate(config, cand, features["features_uri"], root, run_key, tracking, lineage)
         for cand in config.candidates
     ]
     out: dict[str, Any] = {"ingest": ingested, "clean": cleaned, "features": features, "candidates": results}
@@ -220,6 +222,35 @@ def _train_candidates(config, run_key, root, ingested, cleaned, features, track,
             results, config.promotion, features["features_uri"], run_key, tracking, lineage
         )
     return out
+
+
+def train_candidate(
+    config: PipelineConfig,
+    candidate: TrainConfig | Mapping[str, Any],
+    features_uri: str,
+    root: str,
+    run_key: str,
+    tracking: Mapping[str, str] | None,
+    lineage: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One candidate: tune it when ``config.tuning`` is set and its family has a search space
+    (trials on a validation split carved from train), then fit on train (+ validation after
+    tuning), evaluate once on test and log it."""
+    from pipelines.training.run import run_training
+
+    candidate = TrainConfig.model_validate(candidate)
+    tuned = None
+    if config.tuning is not None:
+        from pipelines.tuning.run import run_tuning
+        from pipelines.tuning.search_space import tunable_models
+
+        if candidate.model in tunable_models():
+            tuned = run_tuning(candidate, features_uri, config.tuning, root, run_key, tracking, dask=config.dask)
+            candidate = TrainConfig.model_validate(tuned["train_config"])
+    result = run_training(candidate, features_uri, root, run_key, tracking, lineage, merge_validation=tuned is not None)
+    if tuned is not None:
+        result["tuning"] = {key: tuned[key] for key in ("best_value", "best_params", "n_trials", "n_pruned")}
+    return result
 
 
 def open_tracking(config: PipelineConfig, run_key: str, tracking_uri: str | None = None) -> dict[str, str]:

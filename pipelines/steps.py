@@ -81,10 +81,11 @@ def train(
     tracking: Mapping[str, str] | None,
     lineage: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Fit, evaluate and log one candidate."""
-    from pipelines.training.run import run_training
+    """Tune (when asked and the family has a search space), then fit, evaluate and log one candidate."""
+    from pipelines.pipeline import train_candidate
 
-    return run_training(candidate, features["features_uri"], plan["lake"], plan["run_key"], tracking, lineage)
+    return train_candidate(_config(plan), candidate, features["features_uri"], plan["lake"], plan["run_key"],
+                           tracking, lineage)
 
 
 def register_and_promote(

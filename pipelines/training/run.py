@@ -61,9 +61,11 @@ def run_training(
     run_key: str,
     tracking: Mapping[str, str] | None = None,
     lineage: Mapping[str, Any] | None = None,
+    merge_validation: bool = False,
 ) -> dict[str, Any]:
     """Train one candidate and save its bundle under ``models/<run_key>/<model>``.
 
+    ``merge_validation`` folds the validation split into train first (the refit after tuning).
     With ``tracking`` ({"parent_run_id", "experiment_id"}), a nested MLflow run records the
     configs, per-iteration loss, metrics, lineage, plots and the pyfunc model. Returns
     {"model", "metrics", "bundle_uri", "run_id", "model_uri"} (the last two None untracked).
@@ -73,6 +75,10 @@ def run_training(
 
     config = TrainConfig.model_validate(config)
     features = load_feature_set(features_uri)
+    if merge_validation:  # after tuning: the chosen config learns from everything but test
+        from pipelines.tuning.validation import merge_validation_into_train
+
+        features = merge_validation_into_train(features)
     model, metrics, by_k = fit_and_evaluate(config, features)
     log.info("%s on %s: %s", config.model, features_uri, {k: round(v, 4) for k, v in metrics.items()})
 
@@ -84,6 +90,8 @@ def run_training(
         item_ids=features.item_ids,
         seen=seen,
         info={"run_key": run_key, "features_uri": str(features_uri), "lineage": dict(lineage or {})},
+        # Content-based models score new items from metadata: ship what featurizes it.
+        featurizer=features.content_featurizer if model.requires_item_features else None,
     )
     bundle_dir = bundle.save(run_dir("models", run_key, out_root) / config.model)
 
