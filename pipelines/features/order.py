@@ -9,12 +9,17 @@ time are broken by ``item_idx``, as :func:`pipelines.features.splits.temporal_la
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from pipelines.constants import ITEM_IDX, TIMESTAMP, USER_IDX
 from pipelines.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 def interaction_order_csr(frame: pd.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
@@ -94,3 +99,23 @@ def user_sequences(
             items = rng.permutation(items)
         sequences.append(items)
     return sequences
+
+
+def time_ordered_sequences(
+    train: sp.csr_matrix, interaction_order: sp.spmatrix | None, seed: int, model: str
+) -> list[np.ndarray]:
+    """Each user's items in time order for sequence model ``model`` (canonical ``train``).
+
+    Validates ``interaction_order`` against ``train`` (see :func:`check_interaction_order`).
+    Without it, warns that the order is a seeded shuffle (the model then learns co-occurrence,
+    not sequence) and shuffles each user's items with ``seed``.
+    """
+    if interaction_order is None:
+        message = (
+            f"{model} got no interaction_order: each user's items are taken in a seeded random order, "
+            "so the model learns co-occurrence but not sequence (pass the features step's train_order)"
+        )
+        log.warning(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return user_sequences(train, None, np.random.default_rng(seed))
+    return user_sequences(train, check_interaction_order(interaction_order, train))

@@ -21,8 +21,10 @@ from pipelines.constants import ITEM, ITEM_IDX, RATING, TIMESTAMP, USER, USER_ID
 from pipelines.errors import DataError
 from pipelines.features.config import FeatureConfig, parse_feature_config
 from pipelines.features.matrices import interactions_to_csr
+from pipelines.features.order import interaction_order_csr
 from pipelines.features.splits import split_interactions
 from pipelines.features.store import (
+    CONTENT_FEATURIZER_DIR,
     FORMAT_VERSION,
     ITEM_FEATURE_NAMES_JSON,
     ITEM_FEATURES_NPZ,
@@ -31,6 +33,7 @@ from pipelines.features.store import (
     TEST_NPZ,
     TEST_PARQUET,
     TRAIN_NPZ,
+    TRAIN_ORDER_NPZ,
     TRAIN_PARQUET,
     USER_INDEX_FILE,
     VALIDATION_NPZ,
@@ -191,6 +194,7 @@ def _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, ite
         write_index(partial / USER_INDEX_FILE, user_index, USER, USER_IDX)
         write_index(partial / ITEM_INDEX_FILE, item_index, ITEM, ITEM_IDX)
         sp.save_npz(partial / TRAIN_NPZ, csr(parts.train))
+        sp.save_npz(partial / TRAIN_ORDER_NPZ, interaction_order_csr(parts.train, n_users, n_items))
         sp.save_npz(partial / TEST_NPZ, csr(parts.test))
         if parts.validation is not None:
             sp.save_npz(partial / VALIDATION_NPZ, csr(parts.validation))
@@ -199,6 +203,7 @@ def _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, ite
         if item_features is not None:
             sp.save_npz(partial / ITEM_FEATURES_NPZ, item_features[0])
             write_json(partial / ITEM_FEATURE_NAMES_JSON, item_features[1])
+            item_features[2].save(partial / CONTENT_FEATURIZER_DIR)
         n_validation = 0 if parts.validation is None else len(parts.validation)
         counts = {
             "n_users": n_users,
@@ -231,15 +236,19 @@ def _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, ite
 
 def _content_features(
     items_uri: str, item_index: pd.DataFrame, max_features: int
-) -> tuple[sp.csr_matrix, list[str]]:
-    """Read item metadata and featurize it; errors name ``items_uri``."""
-    from pipelines.features.content import item_content_features
+) -> tuple[sp.csr_matrix, list[str], Any]:
+    """Read item metadata and featurize it: (features, names, fitted ContentFeaturizer).
+
+    Errors name ``items_uri``.
+    """
+    from pipelines.features.content import fit_item_content_features
 
     path = Path(items_uri)
     if not path.exists():
         raise DataError(f"item metadata {items_uri!r} does not exist (items_uri)")
     items = pd.read_parquet(path)
     try:
-        return item_content_features(items, item_index, max_features=max_features)
+        features, featurizer = fit_item_content_features(items, item_index, max_features=max_features)
     except DataError as exc:
         raise DataError(f"{items_uri}: {exc}") from None
+    return features, featurizer.feature_names, featurizer

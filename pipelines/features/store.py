@@ -3,7 +3,10 @@
 This module imports no Dask: training and serving import it to read what the features step
 wrote. Layout (see docs/architecture.md): ``user_index.parquet``, ``item_index.parquet``,
 ``train.npz``, ``test.npz``, optional ``validation.npz`` (users x items CSR), ``train.parquet``,
-``test.parquet``, optional ``item_features.npz`` + ``item_feature_names.json``, ``manifest.json``.
+``test.parquet``, optional ``item_features.npz`` + ``item_feature_names.json`` +
+``content_featurizer/`` (what featurizes new items the same way), ``train_order.npz`` (each
+training interaction's 1-based rank in its user's time order, for sequence models),
+``manifest.json``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ TRAIN_PARQUET = "train.parquet"
 TEST_PARQUET = "test.parquet"
 ITEM_FEATURES_NPZ = "item_features.npz"
 ITEM_FEATURE_NAMES_JSON = "item_feature_names.json"
+CONTENT_FEATURIZER_DIR = "content_featurizer"
+TRAIN_ORDER_NPZ = "train_order.npz"
 MANIFEST_JSON = "manifest.json"
 FORMAT_VERSION = 1
 
@@ -39,7 +44,11 @@ class FeatureSet:
 
     ``train``/``test``/``validation`` are float32 CSR matrices of shape (n_users, n_items);
     ``user_ids[i]`` is the raw id of ``user_idx == i`` (likewise ``item_ids``);
-    ``item_features`` has one row per item_idx (None when no metadata was featurized).
+    ``item_features`` has one row per item_idx (None when no metadata was featurized);
+    ``content_featurizer`` (a :class:`pipelines.features.content.ContentFeaturizer`) featurizes
+    new items into the same columns. ``train_order`` has the pattern of ``train`` and values =
+    the 1-based rank of each interaction in its user's time order (None in partitions written
+    before it existed).
     """
 
     train: sp.csr_matrix
@@ -50,6 +59,8 @@ class FeatureSet:
     item_features: sp.csr_matrix | None
     item_feature_names: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
+    train_order: sp.csr_matrix | None = None
+    content_featurizer: Any = None
 
     @property
     def n_users(self) -> int:
@@ -120,4 +131,16 @@ def load_feature_set(features_uri: str | Path) -> FeatureSet:
                 f"expected {len(item_ids)} (one per item)"
             )
         names = json.loads(_require(folder, ITEM_FEATURE_NAMES_JSON).read_text())
-    return FeatureSet(train, test, validation, user_ids, item_ids, item_features, names, manifest)
+    featurizer = None
+    if (folder / CONTENT_FEATURIZER_DIR).is_dir():
+        from pipelines.features.content import ContentFeaturizer
+
+        featurizer = ContentFeaturizer.load(folder / CONTENT_FEATURIZER_DIR)
+    train_order = None
+    if (folder / TRAIN_ORDER_NPZ).exists():
+        train_order = _read_csr(folder / TRAIN_ORDER_NPZ, shape)
+        if train_order.nnz != train.nnz:
+            raise DataError(f"{folder / TRAIN_ORDER_NPZ} has {train_order.nnz} entries, {TRAIN_NPZ} has {train.nnz}")
+    return FeatureSet(
+        train, test, validation, user_ids, item_ids, item_features, names, manifest, train_order, featurizer
+    )

@@ -20,11 +20,17 @@ if TYPE_CHECKING:
 MODEL_FAMILIES: dict[str, str] = {
     "popularity": "pipelines.models.popularity:PopularityRecommender",
     "als": "pipelines.models.als:AlsRecommender",
+    "content": "pipelines.models.content:ContentRecommender",
+    "hybrid": "pipelines.models.hybrid:HybridRecommender",
+    "item2vec": "pipelines.models.item2vec:Item2VecRecommender",
+    "sequence": "pipelines.models.sequence:SequenceRecommender",
     "ease": "pipelines.models.ease:EaseRecommender",
     "svd": "pipelines.models.svd:SvdRecommender",
     "nmf": "pipelines.models.nmf:NmfRecommender",
     "itemknn": "pipelines.models.itemknn:ItemKnnRecommender",
     "bpr": "pipelines.models.bpr:BprRecommender",
+    "ncf": "pipelines.models.deep.ncf:NcfRecommender",
+    "multvae": "pipelines.models.deep.multvae:MultVaeRecommender",
 }
 
 

@@ -6,7 +6,9 @@ the (weighted) mean of the profiles of their training items; an item's content s
 cosine between the two. Content alone ranks poorly on data where taste follows popularity
 (nDCG@10 0.009 on MovieLens latest-small, against 0.207 for popularity), so the cosine is
 multiplied by a popularity prior ``(1 + users of the item) ** popularity_exponent``; exponent 0
-gives the pure content ranking.
+gives the pure content ranking. ``user_profile="ridge"`` replaces the mean profile with a
+per-user ridge regression over the item profiles, a much stronger content signal (what the
+hybrid model uses).
 
 Because every item with metadata has a profile, the model scores items nobody has interacted
 with yet, including items added after fit (:meth:`ContentRecommender.add_items`): the cold-start
@@ -20,7 +22,6 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
-from sklearn.preprocessing import normalize
 
 from pipelines.errors import ConfigError
 from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
@@ -31,14 +32,28 @@ class ContentConfig(ModelConfig):
     """Hyperparameters of :class:`ContentRecommender` (``seed`` is unused: it is deterministic).
 
     Defaults were tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42,
-    nDCG@10 with training items excluded, features from movies.csv and tags.csv): pure content
-    (exponent 0) 0.009, exponent 0.5 0.199, 1 0.221, 2 0.224; popularity 0.207.
+    nDCG@10 with training items excluded, features from movies.csv and tags.csv; popularity
+    scores 0.207 there). Mean profiles: popularity exponent 0 (pure content) 0.009, 0.5 0.199,
+    1 0.221, 1.5 0.226 (the default), 2 0.224; binary and value weighting within 0.001. Ridge
+    profiles: 0.105 pure, 0.252 at exponent 1, 0.257 at 1.5, for a features x features solve at
+    fit (seconds for MovieLens' 4,000 kept features) and again when a saved model is loaded.
     """
 
+    user_profile: Literal["mean", "ridge"] = "mean"
+    """``mean``: a user's profile is the mean of their items' profiles and items score by
+    cosine. ``ridge``: a per-user ridge regression of the user's interactions (1 for their items,
+    0 for all others) on the item profiles; items score by the regression's prediction. Ridge
+    learns which features set the user's items apart from the catalog (nDCG@10 0.105 alone on
+    MovieLens against 0.009 for the cosine) at the cost of a features x features solve."""
+    ridge_lambda: float = Field(10.0, gt=0.0, allow_inf_nan=False)
+    """``ridge`` only: the L2 penalty of the regression."""
+    min_feature_items: int = Field(2, ge=1)
+    """``ridge`` only: features present in fewer items are dropped (a word in one title
+    generalises to no other item, and every feature costs the solve)."""
     profile_weighting: Literal["binary", "values"] = "binary"
     """``binary``: a user's profile is the plain mean of their items' profiles. ``values``: the
     mean weighted by the training values (ratings or confidences; negative values push away)."""
-    popularity_exponent: float = Field(1.0, ge=0.0, le=4.0, allow_inf_nan=False)
+    popularity_exponent: float = Field(1.5, ge=0.0, le=4.0, allow_inf_nan=False)
     """Scores are ``cosine * (1 + users of the item) ** popularity_exponent``; 0 = pure content."""
     cold_item_quantile: float = Field(0.5, ge=0.0, le=1.0, allow_inf_nan=False)
     """Items without training interactions (including items added later) get the popularity
@@ -68,6 +83,9 @@ class ContentRecommender(Recommender):
         self.user_profiles_: sp.csr_matrix | None = None
         self.item_prior_: np.ndarray | None = None
         self.item_popularity_: np.ndarray | None = None
+        self.ridge_features_: np.ndarray | None = None  # ridge: the feature columns kept
+        self.n_fit_items_ = 0  # ridge: items the regression was solved on (added items come after)
+        self._ridge_factor: Any = None  # Cholesky factor of F^T F + lambda I, rebuilt after load
 
     def fit(
         self,
@@ -88,9 +106,15 @@ class ContentRecommender(Recommender):
         profiles = item_profiles(item_features, matrix.shape[1], self.name)
         self.item_profiles_ = profiles
         self.item_popularity_ = item_popularity(matrix)
-        self.user_profiles_ = self._user_profiles(matrix)
+        self.user_profiles_ = self.profiles_of(matrix)
         self.item_prior_ = self._prior(self.item_popularity_)
         self.n_users, self.n_items = matrix.shape
+        self.n_fit_items_ = self.n_items
+        self._ridge_factor = None
+        if self.config.user_profile == "ridge":
+            items_per_feature = np.diff(profiles.tocsc().indptr)
+            self.ridge_features_ = np.flatnonzero(items_per_feature >= self.config.min_feature_items)
+            self._ridge()  # factorise now: fit pays for it, not the first request
         self.training_loss_ = []
         return self
 
@@ -104,7 +128,7 @@ class ContentRecommender(Recommender):
         self._check_fitted()
         new = _as_feature_rows(item_features, self.item_profiles_.shape[1], "item_features")
         start = self.n_items
-        self.item_profiles_ = sp.vstack([self.item_profiles_, normalize(new, norm="l2", axis=1)], format="csr")
+        self.item_profiles_ = sp.vstack([self.item_profiles_, unit_rows(new)], format="csr")
         self.item_popularity_ = np.r_[self.item_popularity_, np.zeros(new.shape[0], dtype=np.float32)]
         self.item_prior_ = np.r_[self.item_prior_, np.full(new.shape[0], self._cold_prior(), dtype=np.float32)]
         self.n_items += new.shape[0]
@@ -114,14 +138,36 @@ class ContentRecommender(Recommender):
         """Fold-in: each new user's profile is the mean of their seed items' profiles."""
         self._check_fitted()
         matrix = check_seen(seen, self.n_items, dtype=np.float64)
-        return self._scores(self._user_profiles(matrix))
+        return self._scores(self.profiles_of(matrix))
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return self._scores(self.user_profiles_[user_idx])
 
     def content_scores(self, profiles: sp.csr_matrix) -> np.ndarray:
-        """Plain cosine (n_users x n_items) between user ``profiles`` and the item profiles."""
-        return np.asarray((profiles @ self.item_profiles_.T).toarray(), dtype=np.float32)
+        """Content match (n_users x n_items) of user ``profiles`` with every item, before the prior.
+
+        ``mean``: the cosine with each item profile. ``ridge``: the prediction of each user's
+        ridge regression, ``F (F^T F + lambda I)^-1 F^T b_u`` over the kept features, computed
+        from the profile (proportional to ``F^T b_u``; a per-user scale changes no ranking).
+        """
+        if self.config.user_profile == "mean":
+            return np.asarray((profiles @ self.item_profiles_.T).toarray(), dtype=np.float32)
+        from scipy.linalg import cho_solve
+
+        kept = self.ridge_features_
+        weights = cho_solve(self._ridge(), profiles[:, kept].T.toarray())  # (features, users)
+        return np.asarray((self.item_profiles_[:, kept] @ weights).T, dtype=np.float32)
+
+    def _ridge(self) -> Any:
+        """The Cholesky factor of ``F^T F + lambda I`` over the fit-time items (built once)."""
+        if self._ridge_factor is None:
+            from scipy.linalg import cho_factor
+
+            features = self.item_profiles_[: self.n_fit_items_][:, self.ridge_features_]
+            gram = (features.T @ features).toarray()
+            gram[np.diag_indices_from(gram)] += self.config.ridge_lambda
+            self._ridge_factor = cho_factor(gram, lower=True, check_finite=False)
+        return self._ridge_factor
 
     def _scores(self, profiles: sp.csr_matrix) -> np.ndarray:
         scores = self.content_scores(profiles) * self.item_prior_
@@ -132,13 +178,14 @@ class ContentRecommender(Recommender):
             scores[empty] = self._unknown_user_scores()
         return scores
 
-    def _user_profiles(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+    def profiles_of(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        """Unit content profiles (users x features) of the users whose rows ``matrix`` holds."""
         weights = matrix.copy()
         if self.config.profile_weighting == "binary":
             weights.data = (weights.data > 0).astype(np.float64)
             weights.eliminate_zeros()
         # The mean and the sum point the same way: normalising the sum gives the unit profile.
-        return normalize(weights @ self.item_profiles_, norm="l2", axis=1).tocsr()
+        return unit_rows(weights @ self.item_profiles_)
 
     def _prior(self, popularity: np.ndarray) -> np.ndarray:
         prior = (1.0 + popularity.astype(np.float64)) ** self.config.popularity_exponent
@@ -152,16 +199,23 @@ class ContentRecommender(Recommender):
         return float((1.0 + level) ** self.config.popularity_exponent)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {
+        state = {
             **csr_state(self.item_profiles_, "item_profiles_"),
             **csr_state(self.user_profiles_, "user_profiles_"),
             "item_prior_": self.item_prior_,
+            "n_fit_items_": np.asarray(self.n_fit_items_, dtype=np.int64),
         }
+        if self.ridge_features_ is not None:
+            state["ridge_features_"] = self.ridge_features_
+        return state
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.item_profiles_ = csr_from_state(state, "item_profiles_")
         self.user_profiles_ = csr_from_state(state, "user_profiles_")
         self.item_prior_ = state["item_prior_"]
+        self.n_fit_items_ = int(state["n_fit_items_"])
+        self.ridge_features_ = state.get("ridge_features_")
+        self._ridge_factor = None  # refactorised on first use: cheaper to store than d x d
 
 
 def item_profiles(item_features: Any, n_items: int, model: str) -> sp.csr_matrix:
@@ -178,7 +232,7 @@ def item_profiles(item_features: Any, n_items: int, model: str) -> sp.csr_matrix
             "row i must describe item_idx i"
         )
     rows = _as_feature_rows(item_features, item_features.shape[1], "item_features")
-    return normalize(rows, norm="l2", axis=1).tocsr()
+    return unit_rows(rows)
 
 
 def _as_feature_rows(features: Any, n_features: int, name: str) -> sp.csr_matrix:
@@ -192,3 +246,11 @@ def _as_feature_rows(features: Any, n_features: int, name: str) -> sp.csr_matrix
     rows.sum_duplicates()
     rows.eliminate_zeros()
     return rows
+
+
+def unit_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero), as a float64 CSR matrix."""
+    rows = sp.csr_matrix(matrix, dtype=np.float64)
+    norms = np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1)).ravel())
+    scaled = sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ rows
+    return scaled.tocsr()

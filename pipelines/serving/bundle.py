@@ -2,7 +2,7 @@
 
 The bundle is what MLflow stores as the pyfunc artifact and what batch scoring and the
 serving API load. It holds the model, the user and item id encodings, each user's training
-items (never recommended back) and, when present, item metadata for cold-start models.
+items (never recommended back) and, for content-based models, the content featurizer.
 Layout of a bundle folder::
 
     bundle.json      model name, k default, lineage
@@ -10,11 +10,22 @@ Layout of a bundle folder::
     users.parquet    user_id in user_idx order
     items.parquet    item_id in item_idx order
     seen.npz         users x items CSR of training interactions (exclusion)
+    featurizer/      optional ContentFeaturizer.save() (JSON vocabularies, NPZ IDF weights)
+
+Cold start, one path per case:
+
+- a new item with metadata: :meth:`RecommenderBundle.add_items` featurizes it with the saved
+  featurizer and hands it to a content-based model (content, hybrid), which scores it from then on;
+- a new user with a few seed items: ``recommend(..., seed_items=...)`` and
+  :meth:`RecommenderBundle.recommend_for_seed_items` fold the user in through
+  ``model.score_new_users`` (seed items are never recommended back);
+- an unknown user without seeds: the most popular items.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +37,9 @@ import scipy.sparse as sp
 
 from pipelines.constants import ITEM, RANK, SCORE, USER
 from pipelines.models.base import Recommender
+
+log = logging.getLogger(__name__)
+FEATURIZER_DIR = "featurizer"
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +73,7 @@ class RecommenderBundle:
     item_ids: np.ndarray  # str, position = item_idx
     seen: sp.csr_matrix  # training interactions, users x items
     info: dict[str, Any] = field(default_factory=dict)
+    featurizer: Any = None  # ContentFeaturizer for content-based models (new items), else None
 
     def __post_init__(self) -> None:
         self.user_ids = np.asarray(self.user_ids).astype(str)
@@ -97,33 +112,138 @@ class RecommenderBundle:
             rows = sp.diags(known.astype(np.float32)) @ picked
         return rows.tocsr()
 
-    def recommend(self, user_ids: Iterable[Any], k: int = 10, batch_size: int = 2048) -> pd.DataFrame:
+    def recommend(
+        self,
+        user_ids: Iterable[Any],
+        k: int = 10,
+        batch_size: int = 2048,
+        seed_items: Iterable[Any] | None = None,
+    ) -> pd.DataFrame:
         """Ranked recommendations for raw user ids: columns user_id, rank, item_id, score.
 
-        Training items are excluded; unknown users get the most popular items.
+        Training items are excluded; unknown users get the most popular items. ``seed_items``
+        (one entry per user: a list of item ids, a '|'-separated string, or None) folds in the
+        users the model does not know from their seed items (see :meth:`recommend_for_seed_items`);
+        known users ignore theirs. Rows come in the order of ``user_ids``.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         users = [str(u) for u in user_ids]
+        seeds = None
+        if seed_items is not None:
+            seeds = [parse_seed_items(value) for value in seed_items]
+            if len(seeds) != len(users):
+                raise ValueError(f"seed_items has {len(seeds)} entries for {len(users)} user ids; give one per user")
         frames = []
         for start in range(0, len(users), batch_size):
             block = users[start : start + batch_size]
-            idx, val = self.recommend_indices(self.user_index(block), k)
-            n, width = idx.shape
-            valid = idx >= 0
-            frames.append(
-                pd.DataFrame(
-                    {
-                        USER: np.repeat(np.asarray(block, dtype=object), width)[valid.ravel()],
-                        RANK: np.tile(np.arange(1, width + 1), n)[valid.ravel()],
-                        ITEM: self.item_ids[idx[valid]],
-                        SCORE: val[valid].astype(float),
-                    }
-                )
-            )
+            user_idx = self.user_index(block)
+            idx, val = self.recommend_indices(user_idx, k)
+            if seeds is not None:
+                rows = [r for r in range(len(block)) if user_idx[r] < 0 and seeds[start + r]]
+                if rows:
+                    idx[rows], val[rows] = self._seeded_indices([seeds[start + r] for r in rows], k)
+            frames.append(self._frame(block, idx, val))
         if not frames:
             return pd.DataFrame({USER: [], RANK: [], ITEM: [], SCORE: []})
         return pd.concat(frames, ignore_index=True)
+
+    def recommend_for_seed_items(self, seed_item_ids: list[Any], k: int = 10) -> pd.DataFrame:
+        """Recommendations for a new user known only by a few items: columns rank, item_id, score.
+
+        The model folds the user in (``score_new_users``: factor models solve the user vector,
+        content models average the items' profiles, sequence models read the seeds in the order
+        given, earliest first). Seed items are never recommended back. Unknown seed ids are
+        ignored with a warning; with no known seed the popular items come back.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        idx, val = self._seeded_indices([parse_seed_items(seed_item_ids)], k)
+        return self._frame([""], idx, val).drop(columns=[USER])
+
+    def _seeded_indices(self, seed_lists: list[list[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices and scores for new users described by their seed item ids."""
+        n_items = len(self.item_ids)
+        rows, cols, ranks = [], [], []
+        for row, seeds in enumerate(seed_lists):
+            positions = self.item_index(seeds)
+            unknown = [s for s, p in zip(seeds, positions) if p < 0]
+            if unknown:
+                log.warning("ignoring %d seed item id(s) the model does not know: %s", len(unknown), unknown[:10])
+            known = list(dict.fromkeys(int(p) for p in positions if p >= 0))  # first occurrence wins
+            rows.extend([row] * len(known))
+            cols.extend(known)
+            ranks.extend(range(1, len(known) + 1))
+        shape = (len(seed_lists), n_items)
+        seen = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=shape)
+        with_seeds = np.diff(seen.indptr) > 0
+        # Without any known seed a user is simply unknown: the popular items.
+        idx, val = self.recommend_indices(np.full(len(seed_lists), -1, dtype=np.int64), k,
+                                          exclude=sp.csr_matrix(shape, dtype=np.float32))
+        if with_seeds.any():
+            picked = np.flatnonzero(with_seeds)
+            block = seen[picked]
+            if getattr(self.model, "uses_interaction_order", False):
+                order = sp.csr_matrix((np.asarray(ranks, dtype=np.float32), (rows, cols)), shape=shape)[picked]
+                scores = self.model.score_new_users(block, interaction_order=order)
+            else:
+                scores = self.model.score_new_users(block)
+            scores = np.array(scores, dtype=np.float32)
+            coo = block.tocoo()
+            scores[coo.row, coo.col] = -np.inf
+            idx[picked], val[picked] = top_k(scores, k)
+        return idx, val
+
+    def _frame(self, users: list[str], idx: np.ndarray, val: np.ndarray) -> pd.DataFrame:
+        """The long result frame (user_id, rank, item_id, score) of top-k arrays, padding dropped."""
+        n, width = idx.shape
+        valid = idx >= 0
+        return pd.DataFrame(
+            {
+                USER: np.repeat(np.asarray(users, dtype=object), width)[valid.ravel()],
+                RANK: np.tile(np.arange(1, width + 1), n)[valid.ravel()],
+                ITEM: self.item_ids[idx[valid]],
+                SCORE: val[valid].astype(float),
+            }
+        )
+
+    # -- new items ----------------------------------------------------------------
+    def add_items(self, items: pd.DataFrame) -> list[str]:
+        """Make new items recommendable from their metadata; returns the ids added.
+
+        ``items`` has ``item_id`` and any of ``title``, ``genres``, ``tags``. Items the bundle
+        already knows are left as they are. The bundle's featurizer maps the metadata into the
+        model's feature columns and a content-based model (content, hybrid) gives each new item
+        a profile; nobody has seen them, so they are excluded for nobody. Raises ValueError when
+        the model cannot take new items or the bundle has no featurizer, DataError for a frame
+        without ``item_id`` or with a repeated id.
+        """
+        from pipelines.errors import DataError
+
+        if not getattr(self.model, "requires_item_features", False):
+            raise ValueError(
+                f"model {self.model.name!r} cannot recommend items without interactions; "
+                "new items need a content-based model (content, hybrid)"
+            )
+        if self.featurizer is None:
+            raise ValueError("this bundle has no content featurizer, so it cannot featurize new items' metadata")
+        if ITEM not in items.columns:
+            raise DataError(f"new items need an {ITEM!r} column (columns: {list(items.columns)})")
+        ids = items[ITEM].astype(str)
+        if ids.duplicated().any():
+            raise DataError(f"new items repeat item_id {ids[ids.duplicated()].iloc[0]!r}")
+        fresh = items.assign(**{ITEM: ids}).loc[self.item_index(ids) < 0]
+        if fresh.empty:
+            return []
+        self.model.add_items(self.featurizer.transform(fresh))
+        new_ids = fresh[ITEM].astype(str).to_numpy()
+        self.item_ids = np.concatenate([self.item_ids, new_ids]).astype(str)
+        self._item_pos = pd.Index(self.item_ids)
+        self.seen = sp.hstack(
+            [self.seen, sp.csr_matrix((self.seen.shape[0], len(new_ids)), dtype=self.seen.dtype)], format="csr"
+        )
+        log.info("added %d new item(s) to the %s bundle", len(new_ids), self.model.name)
+        return new_ids.tolist()
 
     # -- persistence --------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -136,6 +256,8 @@ class RecommenderBundle:
         pd.DataFrame({USER: self.user_ids}).to_parquet(folder / "users.parquet", index=False)
         pd.DataFrame({ITEM: self.item_ids}).to_parquet(folder / "items.parquet", index=False)
         sp.save_npz(folder / "seen.npz", self.seen.tocsr(), compressed=True)
+        if self.featurizer is not None:
+            self.featurizer.save(folder / FEATURIZER_DIR)
         (folder / "bundle.json").write_text(json.dumps({"model": self.model.name, **self.info}, indent=2))
         return folder
 
@@ -149,10 +271,27 @@ class RecommenderBundle:
             raise FileNotFoundError(f"{folder} is not a model bundle (no bundle.json)")
         info = json.loads((folder / "bundle.json").read_text())
         info.pop("model", None)
+        featurizer = None
+        if (folder / FEATURIZER_DIR).is_dir():
+            from pipelines.features.content import ContentFeaturizer
+
+            featurizer = ContentFeaturizer.load(folder / FEATURIZER_DIR)
         return cls(
             model=load_model(folder / "model"),
             user_ids=pd.read_parquet(folder / "users.parquet")[USER].to_numpy(),
             item_ids=pd.read_parquet(folder / "items.parquet")[ITEM].to_numpy(),
             seen=sp.load_npz(folder / "seen.npz").tocsr(),
             info=info,
+            featurizer=featurizer,
         )
+
+
+def parse_seed_items(value: Any) -> list[str]:
+    """Seed item ids from a list (or array) of ids, a '|'-separated string, or None/NaN (none)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split("|") if part.strip()]
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+        return [str(v).strip() for v in value if v is not None and str(v).strip()]
+    if value is None or (np.isscalar(value) and pd.isna(value)) or value is pd.NA:
+        return []
+    raise TypeError(f"seed items must be a list of item ids or a '|'-separated string, got {type(value).__name__}")

@@ -18,14 +18,17 @@ from pipelines.constants import ITEM, RANK, SCORE, USER
 
 DEFAULT_K = 10
 BUNDLE_ARTIFACT = "bundle"
+SEED_ITEMS = "seed_items"  # optional input column: a new user's items (list or 'a|b|c')
 
 
 class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper around a model bundle.
 
-    Input: a frame with a ``user_id`` column (and optionally ``k`` per row), or a list of ids.
-    Params: ``k`` (default 10). Output: ``user_id, rank, item_id, score``, best first,
-    each user's training items excluded, unknown users given popular items.
+    Input: a frame with a ``user_id`` column (and optionally ``k`` per row and ``seed_items``),
+    or a list of ids. Params: ``k`` (default 10). Output: ``user_id, rank, item_id, score``, best
+    first, each user's training items excluded. A user the model does not know is folded in
+    from their ``seed_items`` (a list of item ids or a '|'-separated string; the seeds are not
+    recommended back) and, without seeds, given the popular items.
     """
 
     def load_context(self, context: Any) -> None:
@@ -40,7 +43,8 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
             k = int(frame["k"].dropna().iloc[0])
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        return self.bundle.recommend(frame[USER].astype(str).tolist(), k=k)
+        seeds = frame[SEED_ITEMS].tolist() if SEED_ITEMS in frame.columns else None
+        return self.bundle.recommend(frame[USER].astype(str).tolist(), k=k, seed_items=seeds)
 
 
 def _as_frame(model_input: Any) -> pd.DataFrame:
@@ -54,12 +58,18 @@ def _as_frame(model_input: Any) -> pd.DataFrame:
 
 
 def model_signature():
-    """Input ``user_id`` (and optional ``k``), param ``k``, output the ranked frame."""
+    """Input ``user_id`` (optional ``k`` and ``seed_items``), param ``k``, output the ranked frame.
+
+    ``seed_items`` is declared a string column: MLflow passes object columns through unchanged,
+    so a list of ids per row is accepted as well as a '|'-separated string.
+    """
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
     return ModelSignature(
-        inputs=Schema([ColSpec("string", USER), ColSpec("long", "k", required=False)]),
+        inputs=Schema(
+            [ColSpec("string", USER), ColSpec("long", "k", required=False), ColSpec("string", SEED_ITEMS, required=False)]
+        ),
         outputs=Schema(
             [ColSpec("string", USER), ColSpec("long", RANK), ColSpec("string", ITEM), ColSpec("double", SCORE)]
         ),

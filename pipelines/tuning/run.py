@@ -103,8 +103,14 @@ def run_tuning(
         _log_summary(tuning_run_id, result, trials_path)
     log.info(
         "tuned %s: best %s %.4f (trial %d) with %s; %d trials, %d pruned, %d failed",
-        result.model, result.metric, result.best_value, result.best_trial, result.best_params,
-        result.n_trials, result.n_pruned, result.n_failed,
+        result.model,
+        result.metric,
+        result.best_value,
+        result.best_trial,
+        result.best_params,
+        result.n_trials,
+        result.n_pruned,
+        result.n_failed,
     )
     return summary
 
@@ -144,7 +150,9 @@ def _open_tuning_run(tracking: Mapping[str, str], train_config, tuning) -> str:
     run = client.create_run(
         experiment_id, run_name=name, tags={PARENT_TAG: parent_id, TAG_ROLE: ROLE_TUNING, TAG_RUN_KEY: run_key}
     )
-    log_params(run.info.run_id, {"train": train_config.model_dump(mode="json"), "tuning": tuning.model_dump(mode="json")})
+    log_params(
+        run.info.run_id, {"train": train_config.model_dump(mode="json"), "tuning": tuning.model_dump(mode="json")}
+    )
     return run.info.run_id
 
 

@@ -6,6 +6,9 @@ A space is a mapping that JSON, YAML or an Airflow Param can hold::
      "regularization": {"type": "float", "low": 0.3, "high": 100.0, "log": True},
      "weighting.scheme": {"type": "categorical", "choices": ["none", "bm25"]}}
 
+An int range may carry ``"below_matrix_rank": true``: its upper bound is lowered to
+``min(n_users, n_items) - 1`` of the matrix the trials fit on (ranks of truncated decompositions).
+
 Names are fields of the family's config class, or ``weighting.<field>`` for the confidence
 weighting of the training matrix (:class:`pipelines.features.weighting.WeightingConfig`).
 A trial samples a space with Optuna's define-by-run ``suggest_*`` (:func:`suggest_params`);
@@ -52,9 +55,25 @@ SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
     "ease": {  # default 300; the best value grows with the data (users per item)
         "regularization": {"type": "float", "low": 10.0, "high": 10_000.0, "log": True},
     },
-    "itemknn": {  # defaults: 100 neighbours, shrinkage 10
-        "neighbours": {"type": "int", "low": 10, "high": 1000, "log": True},
-        "shrinkage": {"type": "float", "low": 0.0, "high": 200.0},
+    "itemknn": {  # defaults: 400 neighbours, shrinkage 1000 (in units of the BM25 input it prefers)
+        "neighbours": {"type": "int", "low": 20, "high": 2000, "log": True},
+        "shrinkage": {"type": "float", "low": 1.0, "high": 10_000.0, "log": True},
+    },
+    "hybrid": {  # default 0.8; base and its parameters are tuned as that family (nested dicts stay fixed)
+        "collab_weight": {"type": "float", "low": 0.4, "high": 1.0},
+    },
+    "item2vec": {  # defaults: 64 dims, window 5, 5 negatives, ns_exponent 0, 10 epochs
+        "vector_size": {"type": "int", "low": 16, "high": 256, "log": True},
+        "window": {"type": "int", "low": 2, "high": 50, "log": True},
+        "negative": {"type": "int", "low": 2, "high": 20, "log": True},
+        "ns_exponent": {"type": "float", "low": -1.0, "high": 1.0},
+        "epochs": {"type": "int", "low": 5, "high": 40},
+    },
+    "multvae": {  # defaults: latent 200, dropout 0.5, beta cap 0.2, lr 1e-3 (epochs: early stopping)
+        "latent_dim": {"type": "int", "low": 50, "high": 400, "log": True},
+        "dropout": {"type": "float", "low": 0.2, "high": 0.7},
+        "beta_cap": {"type": "float", "low": 0.05, "high": 1.0, "log": True},
+        "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
     },
     "ncf": {  # defaults: 64 dims, bpr loss, 4 negatives, lr 5e-3, l2 1e-4, no dropout
         "embedding_dim": {"type": "int", "low": 16, "high": 256, "log": True},
@@ -65,12 +84,18 @@ SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
         "loss": {"type": "categorical", "choices": ["bpr", "bce", "softmax"]},
     },
     "nmf": {  # defaults: 32 factors, no regularization
-        "factors": {"type": "int", "low": 8, "high": 128, "log": True},
+        "factors": {"type": "int", "low": 8, "high": 128, "log": True, "below_matrix_rank": True},
         "alpha_W": {"type": "float", "low": 0.0, "high": 0.1},
         "l1_ratio": {"type": "float", "low": 0.0, "high": 1.0},
     },
+    "sequence": {  # defaults: 64-dim embeddings, 128 hidden, dropout 0.1, lr 1e-3 (epochs: early stopping)
+        "embedding_dim": {"type": "int", "low": 32, "high": 256, "log": True},
+        "hidden_size": {"type": "int", "low": 64, "high": 512, "log": True},
+        "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+        "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+    },
     "svd": {  # default 24 factors; must stay below min(n_users, n_items)
-        "factors": {"type": "int", "low": 4, "high": 256, "log": True},
+        "factors": {"type": "int", "low": 4, "high": 256, "log": True, "below_matrix_rank": True},
     },
 }
 
@@ -87,6 +112,9 @@ class IntParam(BaseModel):
     """Sample uniformly in log space (for sizes spanning orders of magnitude); needs low >= 1."""
     step: int = Field(1, ge=1)
     """Spacing of the values from ``low``; must be 1 on a log scale."""
+    below_matrix_rank: bool = False
+    """Lower ``high`` to ``min(n_users, n_items) - 1`` of the matrix trials fit on (the rank of
+    a truncated decomposition must stay below it); see :func:`bind_to_data`."""
 
     @model_validator(mode="after")
     def _consistent(self) -> "IntParam":
@@ -149,6 +177,14 @@ ParamSpec = Annotated[Union[IntParam, FloatParam, CategoricalParam], Field(discr
 _SPEC_ADAPTER: TypeAdapter[IntParam | FloatParam | CategoricalParam] = TypeAdapter(ParamSpec)
 
 
+def describe_problems(exc: ValidationError, default_location: str) -> str:
+    """Pydantic's errors as one line: ``field: message; field: message``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or default_location}: {str(err['msg']).removeprefix('Value error, ')}"
+        for err in exc.errors()
+    )
+
+
 def _check_bounds(low: float, high: float, log: bool) -> None:
     if not low < high:
         raise ValueError(f"low ({low}) must be below high ({high})")
@@ -156,7 +192,9 @@ def _check_bounds(low: float, high: float, log: bool) -> None:
         raise ValueError(f"low must be > 0 on a log scale, got {low}")
 
 
-def parse_space(raw: Mapping[str, Any], where: str = "search space") -> dict[str, IntParam | FloatParam | CategoricalParam]:
+def parse_space(
+    raw: Mapping[str, Any], where: str = "search space"
+) -> dict[str, IntParam | FloatParam | CategoricalParam]:
     """Validate a plain-data space; raises ConfigError naming the parameter and the problem."""
     if not isinstance(raw, Mapping) or not raw:
         raise ConfigError(f"{where} must be a non-empty mapping of parameter name -> distribution, got {raw!r}")
@@ -168,10 +206,7 @@ def parse_space(raw: Mapping[str, Any], where: str = "search space") -> dict[str
         try:
             space[name] = _SPEC_ADAPTER.validate_python(spec)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {str(err['msg']).removeprefix('Value error, ')}"
-                for err in exc.errors()
-            )
+            problems = describe_problems(exc, "spec")
             raise ConfigError(
                 f"{where}: parameter {name!r} has an invalid distribution {spec!r} ({problems}); "
                 "expected {'type': 'int'|'float', 'low': ..., 'high': ..., 'log': bool} "
@@ -187,7 +222,9 @@ def tunable_models() -> list[str]:
     return sorted(set(SEARCH_SPACES) & set(model_names()))
 
 
-def search_space(model: str, override: Mapping[str, Any] | None = None) -> dict[str, IntParam | FloatParam | CategoricalParam]:
+def search_space(
+    model: str, override: Mapping[str, Any] | None = None
+) -> dict[str, IntParam | FloatParam | CategoricalParam]:
     """The validated space for ``model``: ``override`` when given, else the family's default.
 
     Raises ConfigError for a family without a default space (naming those that have one), for
@@ -229,6 +266,24 @@ def _check_names(model: str, space: Mapping[str, Any], model_fields: set[str]) -
             )
 
 
+def bind_to_data(space: Mapping[str, Any], shape: tuple[int, int]) -> dict[str, Any]:
+    """``space`` with data-dependent bounds resolved for a (n_users, n_items) training matrix.
+
+    Raises ConfigError when the matrix is too small for a parameter's lowest value.
+    """
+    bound = dict(space)
+    rank_cap = min(shape) - 1
+    for name, spec in space.items():
+        if isinstance(spec, IntParam) and spec.below_matrix_rank and spec.high > rank_cap:
+            if rank_cap < spec.low:
+                raise ConfigError(
+                    f"{name!r} must be below min(n_users, n_items) = {min(shape)} of the {shape[0]} x {shape[1]} "
+                    f"training matrix, but its range starts at {spec.low}"
+                )
+            bound[name] = spec.model_copy(update={"high": rank_cap})
+    return bound
+
+
 def suggest_params(trial: "optuna.trial.BaseTrial", space: Mapping[str, Any]) -> dict[str, Any]:
     """Sample every parameter of ``space`` through ``trial.suggest_*`` (define-by-run)."""
     params: dict[str, Any] = {}
@@ -255,7 +310,7 @@ def current_params(train_config: "TrainConfig", space: Mapping[str, Any]) -> dic
     found: dict[str, Any] = {}
     for name, spec in space.items():
         if name.startswith(WEIGHTING_PREFIX):
-            value = getattr(train_config.weighting, name.removeprefix(WEIGHTING_PREFIX))
+            value = getattr(train_config.resolved_weighting(), name.removeprefix(WEIGHTING_PREFIX))
         elif name in train_config.params:
             value = train_config.params[name]
         else:
@@ -268,6 +323,9 @@ def current_params(train_config: "TrainConfig", space: Mapping[str, Any]) -> dic
 def apply_params(train_config: "TrainConfig", params: Mapping[str, Any]) -> "TrainConfig":
     """``train_config`` with sampled ``params`` applied (model fields and ``weighting.*``).
 
+    Without ``weighting.*`` samples the weighting stays as configured (None: the family's
+    preferred one).
+
     Raises ConfigError naming the parameter when the combination is invalid for the family.
     """
     from pipelines.training.config import TrainConfig
@@ -276,12 +334,10 @@ def apply_params(train_config: "TrainConfig", params: Mapping[str, Any]) -> "Tra
     weighting = {k.removeprefix(WEIGHTING_PREFIX): v for k, v in params.items() if k.startswith(WEIGHTING_PREFIX)}
     fields = train_config.model_dump()
     fields["params"] = {**train_config.params, **model_params}
-    fields["weighting"] = {**fields["weighting"], **weighting}
+    if weighting:  # sampled fields override the configured (or the family's preferred) weighting
+        fields["weighting"] = {**train_config.resolved_weighting().model_dump(), **weighting}
     try:
         return TrainConfig.model_validate(fields)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or train_config.model}: {str(err['msg']).removeprefix('Value error, ')}"
-            for err in exc.errors()
-        )
+        problems = describe_problems(exc, train_config.model)
         raise ConfigError(f"parameters {dict(params)!r} are invalid for {train_config.model!r}: {problems}") from None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
@@ -27,9 +28,15 @@ from pipelines.errors import ConfigError
 from pipelines.features.store import FeatureSet
 from pipelines.training.config import TrainConfig
 from pipelines.tuning.config import TuningConfig, parse_tuning_config
-from pipelines.tuning.search_space import apply_params, current_params, search_space, suggest_params
+from pipelines.tuning.search_space import (
+    apply_params,
+    bind_to_data,
+    current_params,
+    search_space,
+    suggest_params,
+)
 from pipelines.tuning.trial import PrunerSettings, TrialData, TrialJob, TrialOutcome, run_trial
-from pipelines.tuning.validation import validation_split
+from pipelines.tuning.validation import restrict_order, validation_split
 
 if TYPE_CHECKING:
     import optuna
@@ -87,7 +94,9 @@ def tune_model(
     tuning = parse_tuning_config(tuning)
     space = search_space(train_config.model, tuning.search_space)
     fit_train, validation = validation_split(features, tuning.validation_fraction, tuning.seed)
-    data = TrialData(fit_train, validation, features.item_features)
+    space = bind_to_data(space, fit_train.shape)
+    order = restrict_order(getattr(features, "train_order", None), fit_train)  # for sequence models
+    data = TrialData(fit_train, validation, features.item_features, order)
 
     study = optuna.create_study(
         study_name=f"tune-{train_config.model}",
@@ -123,9 +132,7 @@ def tune_model(
                 try:
                     job = _job(trial.number, train_config, params, tuning, settings, study, parallel)
                 except ConfigError as exc:  # a sampled combination the family's config rejects
-                    now = time.time()
-                    _finish(study, trial, TrialOutcome(trial.number, "FAIL", None, {}, {}, 0.0, now, now, str(exc)),
-                            params, rows, trial_log, tuning)
+                    _finish(study, trial, _failed(trial.number, str(exc)), params, rows, trial_log, tuning)
                     continue
                 runner.submit(job)
                 in_flight[trial.number] = (trial, params)
@@ -164,6 +171,12 @@ def _job(number, train_config, params, tuning, settings, study, parallel) -> Tri
     return TrialJob(number, config, tuning.metric, tuning.k, settings, tuple(completed), parallel)
 
 
+def _failed(number: int, error: str) -> TrialOutcome:
+    """The outcome of a trial that could not run at all."""
+    now = time.time()
+    return TrialOutcome(number, "FAIL", None, {}, {}, 0.0, now, now, error)
+
+
 def _finish(study, trial, outcome: TrialOutcome, params, rows: list, trial_log, tuning: TuningConfig) -> None:
     """Tell the study, add the table row, log the nested run."""
     _tell(study, trial, outcome)
@@ -171,8 +184,13 @@ def _finish(study, trial, outcome: TrialOutcome, params, rows: list, trial_log, 
     if trial_log is not None:
         trial_log.log(outcome, params)
     log.info(
-        "trial %d/%d %s: %s=%s %s", outcome.number + 1, tuning.n_trials, outcome.state, tuning.metric,
-        "-" if outcome.value is None else f"{outcome.value:.4f}", params,
+        "trial %d/%d %s: %s=%s %s",
+        outcome.number + 1,
+        tuning.n_trials,
+        outcome.state,
+        tuning.metric,
+        "-" if outcome.value is None else f"{outcome.value:.4f}",
+        params,
     )
 
 
@@ -201,7 +219,9 @@ def _row(outcome: TrialOutcome, params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _result(study: "optuna.Study", train_config: TrainConfig, tuning: TuningConfig, rows: list[dict[str, Any]]) -> TuningResult:
+def _result(
+    study: "optuna.Study", train_config: TrainConfig, tuning: TuningConfig, rows: list[dict[str, Any]]
+) -> TuningResult:
     import pandas as pd
 
     trials = pd.DataFrame(rows).sort_values("number", kind="stable").reset_index(drop=True)
@@ -251,12 +271,15 @@ class _DaskRunner:
         from distributed import as_completed
 
         self._client = client
+        self._token = uuid.uuid4().hex[:8]  # task keys unique across studies on one cluster
         self._data = client.scatter(data, hash=False)
         self._done = as_completed()
         self._futures: dict[Any, int] = {}
 
     def submit(self, job: TrialJob) -> None:
-        future = self._client.submit(run_trial, self._data, job, pure=False, key=f"tuning-trial-{job.number}-{id(self):x}")
+        future = self._client.submit(
+            run_trial, self._data, job, pure=False, key=f"tuning-trial-{self._token}-{job.number}"
+        )
         self._futures[future] = job.number
         self._done.add(future)
 
@@ -266,9 +289,8 @@ class _DaskRunner:
         try:
             return future.result()
         except Exception as exc:  # the task itself failed (worker lost, data not deserialisable)
-            now = time.time()
             log.warning("trial %d did not run on the cluster: %r", number, exc)
-            return TrialOutcome(number, "FAIL", None, {}, {}, 0.0, now, now, f"{type(exc).__name__}: {exc}")
+            return _failed(number, f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
         for future in self._futures:

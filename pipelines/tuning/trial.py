@@ -37,12 +37,14 @@ class TrialData:
 
     ``train``: the fit part (users x items, raw values; each trial applies its weighting),
     ``validation``: held-out interactions of the same shape, ``item_features``: items x
-    features or None.
+    features or None, ``interaction_order``: each fit interaction's rank in its user's time
+    order (same pattern as ``train``) for models with ``uses_interaction_order``, or None.
     """
 
     train: sp.csr_matrix
     validation: sp.csr_matrix
     item_features: sp.csr_matrix | None = None
+    interaction_order: sp.csr_matrix | None = None
 
 
 @dataclass(frozen=True)
@@ -127,35 +129,45 @@ def run_trial(data: TrialData, job: TrialJob) -> TrialOutcome:
         params = _with_thread_share(config.model, config.model_params(), job.n_parallel)
         seed_everything(int(params.get("seed", 42)))
         model = create_model(config.model, params)
-        weighted = apply_weighting(data.train, config.weighting)
+        weighted = apply_weighting(data.train, config.resolved_weighting())
+        extra = {"interaction_order": data.interaction_order} if getattr(model, "uses_interaction_order", False) else {}
         fit_started = time.perf_counter()
         try:
-            model.fit(weighted, item_features=data.item_features, validation=data.validation, callback=reporter)
+            model.fit(
+                weighted, item_features=data.item_features, validation=data.validation, callback=reporter, **extra
+            )
         finally:
             fit_seconds = time.perf_counter() - fit_started
         metrics = evaluate_model(model, data.train, data.validation, k=job.k)
         value = float(metrics[job.metric])
         intermediate = reporter.values or {0: value}  # models without epochs report once
-        return TrialOutcome(job.number, "COMPLETE", value, intermediate, _floats(metrics), fit_seconds, started, time.time())
+        return TrialOutcome(
+            job.number, "COMPLETE", value, intermediate, _floats(metrics), fit_seconds, started, time.time()
+        )
     except optuna.TrialPruned as pruned:
         last = reporter.values[max(reporter.values)]
-        return TrialOutcome(job.number, "PRUNED", last, reporter.values, {}, fit_seconds, started, time.time(), str(pruned))
-    except Exception as exc:  # a failed trial is a result (Optuna's catch=); the study goes on
-        log.warning("trial %d (%s %s) failed:\n%s", job.number, job.config.model, job.config.params, traceback.format_exc())
         return TrialOutcome(
-            job.number, "FAIL", None, reporter.values, {}, fit_seconds, started, time.time(), f"{type(exc).__name__}: {exc}"
+            job.number, "PRUNED", last, reporter.values, {}, fit_seconds, started, time.time(), str(pruned)
         )
+    except Exception as exc:  # a failed trial is a result (Optuna's catch=); the study goes on
+        log.warning(
+            "trial %d (%s %s) failed:\n%s", job.number, job.config.model, job.config.params, traceback.format_exc()
+        )
+        error = f"{type(exc).__name__}: {exc}"
+        return TrialOutcome(job.number, "FAIL", None, reporter.values, {}, fit_seconds, started, time.time(), error)
 
 
 def _with_thread_share(model: str, params: dict[str, Any], n_parallel: int) -> dict[str, Any]:
-    """Give each of ``n_parallel`` concurrent trials its share of the cores, unless set explicitly.
+    """Give each of ``n_parallel`` concurrent trials its share of the cores.
 
-    A model that sizes its own thread pool to every core (ALS's ``num_threads=0``) would
-    otherwise run ``n_parallel`` such pools on the same cores.
+    Only for a model whose ``num_threads`` is 0 ("every core", ALS's and the deep models'
+    default): ``n_parallel`` such pools would otherwise share the same cores. An explicit
+    count is kept.
     """
     from pipelines.models import model_class
 
-    if n_parallel <= 1 or "num_threads" not in model_class(model).config_class.model_fields or params.get("num_threads"):
+    field = model_class(model).config_class.model_fields.get("num_threads")
+    if n_parallel <= 1 or field is None or params.get("num_threads", field.default) != 0:
         return params
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return {**params, "num_threads": max(1, cores // n_parallel)}

@@ -42,7 +42,9 @@ def carve_validation(train: sp.csr_matrix, fraction: float, seed: int) -> tuple[
     n_users, n_items = train.shape
 
     def csr(rows: pd.DataFrame) -> sp.csr_matrix:
-        return build_csr(rows[USER_IDX].to_numpy(), rows[ITEM_IDX].to_numpy(), rows[RATING].to_numpy(), n_users, n_items)
+        return build_csr(
+            rows[USER_IDX].to_numpy(), rows[ITEM_IDX].to_numpy(), rows[RATING].to_numpy(), n_users, n_items
+        )
 
     return csr(fit_rows), csr(validation_rows)
 
@@ -54,6 +56,19 @@ def validation_split(features: FeatureSet, fraction: float, seed: int) -> tuple[
         log.info("tuning on the feature set's own validation split (%d interactions)", features.validation.nnz)
         return sp.csr_matrix(features.train), sp.csr_matrix(features.validation)
     return carve_validation(features.train, fraction, seed)
+
+
+def restrict_order(order: sp.csr_matrix | None, fit: sp.csr_matrix) -> sp.csr_matrix | None:
+    """The interaction-order ranks of ``order`` (users x items, same shape) at ``fit``'s entries.
+
+    Ranks keep their relative order within each user, which is all sequence models read.
+    """
+    if order is None:
+        return None
+    restricted = sp.csr_matrix(sp.csr_matrix(order).multiply(_pattern(fit)), dtype=np.float32)
+    restricted.eliminate_zeros()
+    restricted.sort_indices()
+    return restricted
 
 
 def merge_validation_into_train(features: FeatureSet) -> FeatureSet:
@@ -74,7 +89,12 @@ def merge_validation_into_train(features: FeatureSet) -> FeatureSet:
     merged = (train + validation).astype(np.float32).tocsr()
     merged.sort_indices()
     manifest = {**features.manifest, "validation_merged_into_train": int(validation.nnz)}
-    return dataclasses.replace(features, train=merged, validation=None, manifest=manifest)
+    changes: dict = {"train": merged, "validation": None, "manifest": manifest}
+    if getattr(features, "train_order", None) is not None:
+        # The ranks cover train only; validation interactions have no rank without their timestamps.
+        log.warning("merging validation into train drops train_order: sequence models fall back to a random order")
+        changes["train_order"] = None
+    return dataclasses.replace(features, **changes)
 
 
 def _pattern(matrix: sp.csr_matrix) -> sp.csr_matrix:

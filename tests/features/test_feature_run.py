@@ -22,7 +22,12 @@ def snapshot(features_uri: str) -> dict:
     folder = Path(features_uri)
     out: dict = {"files": sorted(p.name for p in folder.iterdir())}
     for path in sorted(folder.iterdir()):
-        if path.suffix == ".npz":
+        if path.is_dir():  # the content featurizer: JSON vocabularies and NPZ IDF weights
+            out[path.name] = {
+                p.name: p.read_text() if p.suffix == ".json" else {k: v.tolist() for k, v in np.load(p).items()}
+                for p in sorted(path.iterdir())
+            }
+        elif path.suffix == ".npz":
             out[path.name] = sp.load_npz(path).toarray()
         elif path.suffix == ".parquet":
             out[path.name] = pd.read_parquet(path)
@@ -49,7 +54,8 @@ def test_round_trip(tmp_path: Path, clean_uri: Path, items_uri: Path, interactio
     assert uri == lake / "features" / "run_1"
     assert sorted(p.name for p in uri.iterdir()) == sorted(
         ["user_index.parquet", "item_index.parquet", "train.npz", "test.npz", "validation.npz",
-         "train.parquet", "test.parquet", "item_features.npz", "item_feature_names.json", "manifest.json"]
+         "train.parquet", "test.parquet", "item_features.npz", "item_feature_names.json", "manifest.json",
+         "train_order.npz", "content_featurizer"]
     )
     fs = load_feature_set(uri)
     n_users, n_items = interactions["user_id"].nunique(), interactions["item_id"].nunique()

@@ -73,3 +73,15 @@ def test_merge_validation_into_train(planted):
 def test_merge_refuses_overlapping_splits(planted):
     with pytest.raises(DataError, match="share"):
         merge_validation_into_train(dataclasses.replace(planted, validation=planted.train[:, :]))
+
+
+def test_restrict_order_keeps_the_ranks_of_the_fit_entries(planted):
+    from pipelines.tuning.validation import restrict_order
+
+    order = planted.train.copy()
+    order.data = np.arange(1, order.nnz + 1, dtype=np.float32)
+    fit, _ = carve_validation(planted.train, 0.2, seed=3)
+    restricted = restrict_order(order, fit)
+    assert np.array_equal(restricted.indptr, fit.indptr) and np.array_equal(restricted.indices, fit.indices)
+    assert np.array_equal(restricted.data, np.asarray(order[fit.nonzero()]).ravel())
+    assert restrict_order(None, fit) is None

@@ -7,7 +7,10 @@ import pytest
 from pipelines.training.config import TrainConfig
 from pipelines.tuning.study import tune_model
 
-ALS_SPACE = {"factors": {"type": "int", "low": 4, "high": 16}, "regularization": {"type": "float", "low": 1.0, "high": 50.0}}
+ALS_SPACE = {
+    "factors": {"type": "int", "low": 4, "high": 16},
+    "regularization": {"type": "float", "low": 1.0, "high": 50.0},
+}
 ALS = TrainConfig(model="als", params={"factors": 8, "iterations": 5})
 
 
@@ -28,8 +31,14 @@ def test_trials_run_in_parallel_on_a_local_dask_cluster(planted, dask_client):
 
 
 def test_pruning_works_on_the_cluster(planted, dask_client, toy_family):
-    tuning = {"n_trials": 10, "n_parallel": 2, "search_space": {"noise": {"type": "float", "low": 0.0, "high": 1.0}},
-              "pruner_startup_trials": 2, "sampler_startup_trials": 10, "seed": 0}
+    tuning = {
+        "n_trials": 10,
+        "n_parallel": 2,
+        "search_space": {"noise": {"type": "float", "low": 0.0, "high": 1.0}},
+        "pruner_startup_trials": 2,
+        "sampler_startup_trials": 10,
+        "seed": 0,
+    }
     result = tune_model(TrainConfig(model=toy_family, params={"epochs": 6}), planted, tuning, client=dask_client)
     assert result.n_pruned >= 1 and result.n_complete >= 2
 
@@ -41,7 +50,12 @@ def test_run_tuning_opens_a_threads_cluster_for_parallel_trials(planted, tmp_pat
 
     monkeypatch.delenv("RECSYS_DASK_SCHEDULER", raising=False)
     features_uri = write_feature_set(planted, tmp_path / "features")
-    out = run_tuning(ALS, str(features_uri), {"n_trials": 3, "n_parallel": 2, "search_space": ALS_SPACE},
-                     str(tmp_path / "lake"), "run-1")
+    out = run_tuning(
+        ALS,
+        str(features_uri),
+        {"n_trials": 3, "n_parallel": 2, "search_space": ALS_SPACE},
+        str(tmp_path / "lake"),
+        "run-1",
+    )
     assert out["n_complete"] == 3 and out["run_id"] is None
     assert out["trials_uri"].startswith(str(tmp_path / "lake" / "tuning" / "run-1" / "als"))

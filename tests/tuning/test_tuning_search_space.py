@@ -122,3 +122,27 @@ def test_importing_tuning_config_is_cheap():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_rank_bounded_ranges_are_capped_by_the_training_matrix():
+    from pipelines.tuning.search_space import bind_to_data
+
+    space = parse_space(
+        {
+            "factors": {"type": "int", "low": 4, "high": 256, "log": True, "below_matrix_rank": True},
+            "iterations": {"type": "int", "low": 5, "high": 300},
+        }
+    )
+    bound = bind_to_data(space, (200, 100))
+    assert (bound["factors"].low, bound["factors"].high) == (4, 99)
+    assert bound["iterations"].high == 300, "only flagged ranges depend on the data"
+    assert bind_to_data(space, (1000, 1000))["factors"].high == 256
+    with pytest.raises(ConfigError, match="'factors' must be below min\\(n_users, n_items\\) = 3"):
+        bind_to_data(space, (3, 50))
+
+
+def test_without_weighting_samples_the_family_preferred_weighting_is_kept():
+    config = apply_params(TrainConfig(model="als"), {"factors": 16})
+    assert config.weighting is None
+    explicit = TrainConfig(model="als", weighting={"scheme": "linear", "alpha": 2.0})
+    assert apply_params(explicit, {"weighting.alpha": 3.0}).weighting.model_dump()["scheme"] == "linear"

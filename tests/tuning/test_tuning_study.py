@@ -66,15 +66,24 @@ def test_median_pruner_stops_noisy_trials_early(planted, toy_family):
 
 
 def test_pruner_off_prunes_nothing(planted, toy_family):
-    tuning = {"n_trials": 6, "search_space": {"noise": {"type": "float", "low": 0.0, "high": 1.0}},
-              "pruner": False, "pruner_startup_trials": 0, "seed": 0}
+    tuning = {
+        "n_trials": 6,
+        "search_space": {"noise": {"type": "float", "low": 0.0, "high": 1.0}},
+        "pruner": False,
+        "pruner_startup_trials": 0,
+        "seed": 0,
+    }
     result = tune_model(TrainConfig(model=toy_family, params={"epochs": 3}), planted, tuning)
     assert result.n_pruned == 0 and result.n_complete == 6
 
 
 def test_failed_trials_are_recorded_and_the_study_goes_on(planted, toy_family):
-    tuning = {"n_trials": 6, "search_space": {"fail": {"type": "categorical", "choices": [True, False]}},
-              "enqueue_defaults": False, "seed": 1}
+    tuning = {
+        "n_trials": 6,
+        "search_space": {"fail": {"type": "categorical", "choices": [True, False]}},
+        "enqueue_defaults": False,
+        "seed": 1,
+    }
     result = tune_model(TrainConfig(model=toy_family, params={"epochs": 2}), planted, tuning)
     failed = result.trials[result.trials["state"] == "FAIL"]
     assert result.n_failed == len(failed) >= 1 and result.n_complete >= 1
@@ -105,3 +114,15 @@ def test_the_features_own_validation_split_is_used(planted):
 def test_family_without_space_is_refused_before_any_trial(planted):
     with pytest.raises(ConfigError, match="'popularity' has no search space"):
         tune_model(TrainConfig(model="popularity"), planted, {"n_trials": 2})
+
+
+def test_parallel_trials_share_the_cores_of_models_that_take_them_all():
+    import os
+
+    from pipelines.tuning.trial import _with_thread_share
+
+    cores = len(os.sched_getaffinity(0))
+    assert _with_thread_share("als", {"factors": 8}, 2) == {"factors": 8, "num_threads": max(1, cores // 2)}
+    assert _with_thread_share("als", {"num_threads": 3}, 2) == {"num_threads": 3}, "an explicit count is kept"
+    assert _with_thread_share("als", {}, 1) == {}
+    assert _with_thread_share("ease", {}, 4) == {}, "no num_threads option"

@@ -12,15 +12,18 @@ from pipelines.tuning.study import tune_model
 
 pytestmark = pytest.mark.slow  # an MLflow SQLite database per test
 
-ALS_SPACE = {"factors": {"type": "int", "low": 4, "high": 16}, "regularization": {"type": "float", "low": 1.0, "high": 50.0}}
+ALS_SPACE = {
+    "factors": {"type": "int", "low": 4, "high": 16},
+    "regularization": {"type": "float", "low": 1.0, "high": 50.0},
+}
 ALS = TrainConfig(model="als", params={"factors": 8, "iterations": 5})
 
 
 def _parent_run(experiment: str = "tuning-test") -> tuple[str, str]:
     import mlflow
 
-    from pipelines.tracking.setup import configure_mlflow
     from pipelines.tracking.runs import open_parent_run
+    from pipelines.tracking.setup import configure_mlflow
 
     _, experiment_id = configure_mlflow(mlflow.get_tracking_uri(), experiment)
     return open_parent_run("tune-key", experiment_id), experiment_id
@@ -29,15 +32,21 @@ def _parent_run(experiment: str = "tuning-test") -> tuple[str, str]:
 def _children(experiment_id: str, parent_id: str):
     import mlflow
 
-    return mlflow.MlflowClient().search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
+    return mlflow.MlflowClient().search_runs(
+        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    )
 
 
 def test_each_trial_is_a_nested_mlflow_run(planted, mlflow_home, toy_family):
     import mlflow
 
     parent_id, experiment_id = _parent_run()
-    tuning = {"n_trials": 6, "search_space": {"noise": {"type": "float", "low": 0.0, "high": 1.0}},
-              "pruner_startup_trials": 2, "seed": 0}
+    tuning = {
+        "n_trials": 6,
+        "search_space": {"noise": {"type": "float", "low": 0.0, "high": 1.0}},
+        "pruner_startup_trials": 2,
+        "seed": 0,
+    }
     config = TrainConfig(model=toy_family, params={"epochs": 4})
     result = tune_model(config, planted, tuning, mlflow_parent_run_id=parent_id)
 

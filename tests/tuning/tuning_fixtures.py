@@ -18,8 +18,9 @@ TOY_FAMILY = "toy_epochs"
 TOY_TARGET = "tuning_fixtures:EpochBlendRecommender"
 
 
-def planted_features(n_users: int = 200, n_items: int = 100, rank: int = 4, per_user: int = 20,
-                     test_per_user: int = 5, seed: int = 0) -> FeatureSet:
+def planted_features(
+    n_users: int = 200, n_items: int = 100, rank: int = 4, per_user: int = 20, test_per_user: int = 5, seed: int = 0
+) -> FeatureSet:
     """Users pick items by popularity * exp(taste . item) (Gumbel top-k); the last picks are test."""
     rng = np.random.default_rng(seed)
     users = rng.normal(size=(n_users, rank))
@@ -51,12 +52,18 @@ def write_feature_set(features: FeatureSet, folder: Path) -> Path:
     from pipelines.features import store
 
     folder.mkdir(parents=True)
-    store.write_index(folder / store.USER_INDEX_FILE,
-                      pd.DataFrame({"user_id": features.user_ids, "user_idx": np.arange(features.n_users, dtype=np.int32)}),
-                      "user_id", "user_idx")
-    store.write_index(folder / store.ITEM_INDEX_FILE,
-                      pd.DataFrame({"item_id": features.item_ids, "item_idx": np.arange(features.n_items, dtype=np.int32)}),
-                      "item_id", "item_idx")
+    store.write_index(
+        folder / store.USER_INDEX_FILE,
+        pd.DataFrame({"user_id": features.user_ids, "user_idx": np.arange(features.n_users, dtype=np.int32)}),
+        "user_id",
+        "user_idx",
+    )
+    store.write_index(
+        folder / store.ITEM_INDEX_FILE,
+        pd.DataFrame({"item_id": features.item_ids, "item_idx": np.arange(features.n_items, dtype=np.int32)}),
+        "item_id",
+        "item_idx",
+    )
     sp.save_npz(folder / store.TRAIN_NPZ, features.train)
     sp.save_npz(folder / store.TEST_NPZ, features.test)
     (folder / store.MANIFEST_JSON).write_text(json.dumps({"n_users": features.n_users, "n_items": features.n_items}))
@@ -81,8 +88,14 @@ class EpochBlendRecommender(Recommender):
     config_class: ClassVar[type[ModelConfig]] = EpochBlendConfig
     config: EpochBlendConfig
 
-    def fit(self, train: sp.csr_matrix, *, item_features: Any = None, validation: sp.csr_matrix | None = None,
-            callback: IterationCallback | None = None) -> "EpochBlendRecommender":
+    def fit(
+        self,
+        train: sp.csr_matrix,
+        *,
+        item_features: Any = None,
+        validation: sp.csr_matrix | None = None,
+        callback: IterationCallback | None = None,
+    ) -> "EpochBlendRecommender":
         from pipelines.evaluation.evaluate import evaluate_model
 
         if self.config.fail:

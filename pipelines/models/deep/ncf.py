@@ -39,7 +39,11 @@ class NcfConfig(DeepModelConfig):
     """
 
     embedding_dim: int = Field(64, ge=1, le=4_096)
-    """Width of the user and item embeddings (and of the towers' input)."""
+    """Width of the user, history and item embeddings (and of the towers' input)."""
+    user_input: Literal["id", "history", "id+history"] = "history"
+    """What feeds the user tower: ``id``, a learnt embedding per user; ``history``, the mean of
+    learnt history embeddings of the user's items (shared across users, so new users fold in
+    exactly like known ones); ``id+history``, their sum."""
     tower_layers: tuple[Annotated[int, Field(ge=1, le=8_192)], ...] = Field((), max_length=8)
     """Output widths of each tower's linear layers (ReLU between them); empty: no towers, the
     embeddings are compared directly (matrix factorization), which ranked best on MovieLens."""
@@ -50,15 +54,17 @@ class NcfConfig(DeepModelConfig):
     loss: Literal["bpr", "bce", "softmax"] = "bpr"
     """``bpr``: -log sigmoid(positive - negative), averaged over the negatives; ``bce``: logistic
     loss of the positive as 1 and of the negatives (averaged) as 0; ``softmax``: cross-entropy of
-    the positive against its sampled negatives."""
-    n_negatives: int = Field(4, ge=1, le=1_000)
-    """Negative items drawn per observed interaction and epoch."""
+    the positive against negatives shared by the whole batch (a sampled softmax)."""
+    n_negatives: int = Field(4, ge=1, le=100_000)
+    """Negative items drawn uniformly: per interaction and epoch for ``bpr`` and ``bce``, per
+    batch (shared by its examples) for ``softmax``, which wants hundreds."""
     l2_regularization: float = Field(1e-4, ge=0.0, le=100.0, allow_inf_nan=False)
     """Penalty on the squared norms of the embeddings a batch uses (per example)."""
     init_std: float = Field(0.1, gt=0.0, le=10.0, allow_inf_nan=False)
     """Standard deviation of the normal initial embeddings."""
     fold_in_regularization: float = Field(1.0, gt=0.0, le=1e6, allow_inf_nan=False)
-    """Ridge penalty when folding a new user in from seed items (:meth:`NcfRecommender.score_new_users`)."""
+    """Ridge penalty when folding a new user in with ``user_input="id"`` (see
+    :meth:`NcfRecommender.score_new_users`)."""
 
     epochs: int = Field(50, ge=1, le=10_000)
     batch_size: int = Field(1_024, ge=1, le=1_000_000)
@@ -108,7 +114,7 @@ class NcfRecommender(Recommender):
         import torch
 
         from pipelines.models.deep import training
-        from pipelines.models.deep.ncf_module import NcfModule
+        from pipelines.models.deep.ncf_module import History, NcfModule
 
         cfg = self.config
         matrix = interaction_matrix(train)
@@ -118,11 +124,14 @@ class NcfRecommender(Recommender):
         fit_matrix, validation_set = split_for_early_stopping(
             matrix, checked_validation, cfg.validation_fraction, cfg.validation_users, split_rng
         )
-        sampler = _NegativeSampler(fit_matrix, cfg.n_negatives, sample_rng)
+        sampler = _NegativeSampler(fit_matrix, cfg.n_negatives, sample_rng, shared=cfg.loss == "softmax")
 
         with training.torch_session(cfg) as device:
-            module = NcfModule(cfg, n_users, n_items).to(device)
-            optimizer = torch.optim.Adam(module.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+            module = NcfModule(cfg, n_users, n_items, item_counts=np.diff(fit_matrix.tocsc().indptr)).to(device)
+            optimizers = module.optimizers()
+
+            def history_of(users: np.ndarray, source: sp.csr_matrix) -> History | None:
+                return _history(users, source, device) if module.uses_history else None
 
             def run_epoch(epoch: int) -> float:
                 total = 0.0
@@ -131,23 +140,29 @@ class NcfRecommender(Recommender):
                         torch.from_numpy(users).to(device),
                         torch.from_numpy(positives).to(device),
                         torch.from_numpy(negatives).to(device),
+                        history_of(users, fit_matrix),
                     )
-                    optimizer.zero_grad(set_to_none=True)
+                    for optimizer in optimizers:
+                        optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    optimizer.step()
+                    for optimizer in optimizers:
+                        optimizer.step()
                     total += float(loss.detach()) * len(users)
                 return total / fit_matrix.nnz
 
             def score_users(users: np.ndarray) -> torch.Tensor:
-                return module.score_all(torch.as_tensor(users, dtype=torch.long, device=device))
+                ids = torch.as_tensor(users, dtype=torch.long, device=device)
+                return module.score_all(ids, history_of(users, fit_matrix))
 
             history = training.train_epochs(
                 module, run_epoch, score_users, validation_set, cfg,
                 model_name=self.name, model_args={"n_users": n_users, "n_items": n_items}, callback=callback,
             )
             with torch.no_grad():
-                all_users = torch.arange(n_users, device=device)
-                self.user_vectors_ = module.user_vectors(all_users).cpu().numpy().astype(np.float32)
+                # Known users' vectors see their whole training row, held-out items included.
+                all_users = np.arange(n_users)
+                vectors = module.user_vectors(torch.from_numpy(all_users).to(device), history_of(all_users, matrix))
+                self.user_vectors_ = vectors.cpu().numpy().astype(np.float32)
                 self.item_vectors_ = module.item_vectors().cpu().numpy().astype(np.float32)
                 self.item_bias_ = module.item_biases().cpu().numpy().astype(np.float32)
             self.module_state_ = {name: t.detach().cpu().numpy() for name, t in module.state_dict().items()}
@@ -165,21 +180,40 @@ class NcfRecommender(Recommender):
     def score_new_users(self, seen: sp.csr_matrix) -> np.ndarray:
         """Scores for new users from their seed items (rows of ``seen``, n_new x n_items).
 
-        Fold-in by ridge regression in the towers' output space: the user vector ``u`` solves
-        ``min ||x - Q u||^2 + lambda ||u||^2`` for the binary seed row ``x`` and item vectors
-        ``Q`` (lambda = ``fold_in_regularization``), the same least-squares fold-in ALS uses; the
-        scores are ``Q u + item_bias_``. Users without a positive seed item get popularity.
-        Raises ValueError when ``seen`` has another number of items.
+        With a history input (``user_input`` "history" or "id+history"), the user tower runs on
+        the mean history embedding of the seed items, exactly as for a known user (whose id
+        embedding, if any, a new user lacks: it counts as zero, the prior mean). With
+        ``user_input="id"``, the user vector ``u`` is fitted by ridge regression in the towers'
+        output space: ``min ||x - Q u||^2 + lambda ||u||^2`` for the binary seed row ``x`` and
+        item vectors ``Q`` (lambda = ``fold_in_regularization``), ALS's least-squares fold-in.
+        Scores are ``u . Q + item_bias_``; users without a positive seed item get popularity.
+        Raises TypeError for a non-sparse ``seen``, ValueError when it has another number of items.
         """
         self._check_fitted()
         seeds = _seed_rows(seen, self.n_items)
-        vectors = self.item_vectors_.astype(np.float64)
-        gram = vectors.T @ vectors + self.config.fold_in_regularization * np.eye(vectors.shape[1])
-        users = np.linalg.solve(gram, (seeds @ vectors).T).T
-        scores = (users @ vectors.T).astype(np.float32) + self.item_bias_
-        empty = np.diff(seeds.indptr) == 0
-        scores[empty] = self._unknown_user_scores()
+        history = self.module_state_.get("history_embedding.weight")
+        if history is not None:
+            counts = np.maximum(np.diff(seeds.indptr), 1).astype(np.float32)
+            users = self._user_tower(np.asarray(seeds @ history, dtype=np.float32) / counts[:, None])
+        else:
+            vectors = self.item_vectors_.astype(np.float64)
+            gram = vectors.T @ vectors + self.config.fold_in_regularization * np.eye(vectors.shape[1])
+            users = np.linalg.solve(gram, np.asarray(seeds @ vectors).T).T
+        scores = (users @ self.item_vectors_.T).astype(np.float32) + self.item_bias_
+        scores[np.diff(seeds.indptr) == 0] = self._unknown_user_scores()
         return scores
+
+    def _user_tower(self, inputs: np.ndarray) -> np.ndarray:
+        """The user tower in NumPy (eval mode: linear layers with ReLU between, no dropout)."""
+        layers = sorted(
+            int(key.split(".")[1]) for key in self.module_state_ if key.startswith("user_tower.") and key.endswith(".weight")
+        )
+        h = inputs
+        for position, index in enumerate(layers):
+            if position > 0:
+                h = np.maximum(h, 0.0)
+            h = h @ self.module_state_[f"user_tower.{index}.weight"].T + self.module_state_[f"user_tower.{index}.bias"]
+        return h
 
     def _state(self) -> dict[str, np.ndarray]:
         state = {
@@ -213,14 +247,37 @@ def _seed_rows(seen: Any, n_items: int) -> sp.csr_matrix:
     return rows
 
 
+def _history(users: np.ndarray, source: sp.csr_matrix, device: Any) -> Any:
+    """The :class:`~pipelines.models.deep.ncf_module.History` of ``users`` (rows of ``source``)."""
+    import torch
+
+    from pipelines.models.deep.ncf_module import History
+
+    distinct, inverse = np.unique(users, return_inverse=True)
+    rows = source[distinct]
+    coo = rows.tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    histories = torch.sparse_coo_tensor(
+        indices, torch.ones(coo.nnz), rows.shape, is_coalesced=True, check_invariants=False
+    )
+    return History(
+        histories.to(device),
+        torch.from_numpy(np.diff(rows.indptr).astype(np.float32)).to(device),
+        torch.from_numpy(inverse.astype(np.int64)).to(device),
+    )
+
+
 class _NegativeSampler:
     """Shuffled mini-batches of (user, positive item, negative items) from a binary CSR.
 
-    Negatives are uniform over all items; a draw that hits one of the user's positives is
-    redrawn (a few rounds, so a user who has seen nearly everything cannot stall an epoch).
+    Negatives are uniform over all items. Per-example negatives (``shared`` False) that hit
+    one of the user's positives are redrawn (a few rounds, so a user who has seen nearly
+    everything cannot stall an epoch); ``shared`` negatives are one draw for the whole batch,
+    or every item when ``n_negatives`` covers the catalogue.
     """
 
-    def __init__(self, matrix: sp.csr_matrix, n_negatives: int, rng: np.random.Generator) -> None:
+    def __init__(self, matrix: sp.csr_matrix, n_negatives: int, rng: np.random.Generator, shared: bool = False) -> None:
+        self.shared = shared
         coo = matrix.tocoo()
         self.users = coo.row.astype(np.int64)
         self.items = coo.col.astype(np.int64)
@@ -240,6 +297,12 @@ class _NegativeSampler:
         for start in range(0, len(order), batch_size):
             chosen = order[start : start + batch_size]
             users, positives = self.users[chosen], self.items[chosen]
+            if self.shared:
+                if self.n_negatives >= self.n_items:  # a small catalogue: the exact softmax
+                    yield users, positives, np.arange(self.n_items)
+                else:
+                    yield users, positives, self.rng.integers(0, self.n_items, size=self.n_negatives)
+                continue
             negatives = self.rng.integers(0, self.n_items, size=(len(chosen), self.n_negatives))
             for _ in range(_RESAMPLE_ROUNDS):
                 clash = self._is_positive(users[:, None], negatives)

@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -71,6 +71,15 @@ def torch_session(config: DeepModelConfig) -> Iterator[torch.device]:
             yield device
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def adam(parameters: Iterable[torch.nn.Parameter], config: DeepModelConfig) -> torch.optim.Adam:
+    """Adam with the config's learning rate and weight decay, fused into one kernel.
+
+    The fused implementation (CPU and CUDA) updates millions of weights several times faster
+    than the per-tensor loop, which dominates a step of the wide output layers here.
+    """
+    return torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
 
 
 def validation_ndcg(score_users: Callable[[np.ndarray], torch.Tensor], validation: ValidationSet) -> float:

