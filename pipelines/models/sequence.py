@@ -18,8 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from contextlib import contextmanager
-from typing import Any, ClassVar, Iterator, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,7 +32,6 @@ from pipelines.models.sparse_inputs import check_seen, check_train
 log = logging.getLogger(__name__)
 
 FULL_SOFTMAX_MAX_ITEMS = 5_000  # "auto" switches to sampled softmax above this catalog size
-_NEGATIVE_EXPONENT = 0.75  # sampled negatives ~ (count + 1) ** 0.75, as word2vec
 _VALIDATION_K = 10
 _SCORE_POSITIONS = 2**16  # padded history positions per scoring batch (users x longest history)
 
@@ -174,7 +172,7 @@ class SequenceRecommender(Recommender):
         sampled = cfg.loss == "sampled" or (cfg.loss == "auto" and n_items > FULL_SOFTMAX_MAX_ITEMS)
         started = time.perf_counter()
         fork_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices), _torch_threads(torch, cfg.num_threads):
+        with torch.random.fork_rng(devices=fork_devices), sequence_net.torch_threads(cfg.num_threads):
             torch.manual_seed(cfg.seed)
             net = sequence_net.GRU4RecNet(n_items, cfg.embedding_dim, cfg.hidden_size, cfg.num_layers, cfg.dropout)
             net = net.to(device)
@@ -182,12 +180,12 @@ class SequenceRecommender(Recommender):
             self.n_users, self.n_items = n_users, n_items
             self.sequences_ = [seq[-cfg.history_length :] for seq in train_sequences]
             optimizer = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-            sampler = _NegativeSampler(counts, cfg.n_negatives, rng, device) if sampled else None
+            sampler = sequence_net.NegativeSampler(counts, cfg.n_negatives, rng, device) if sampled else None
             best = (-np.inf, None, -1)  # (ndcg, weights, epoch)
             self.training_loss_, self.validation_ndcg_ = [], []
             for epoch in range(cfg.epochs):
                 net.train()
-                loss = _train_epoch(torch, net, optimizer, inputs, targets, cfg.batch_size, rng, sampler, device)
+                loss = sequence_net.train_epoch(net, optimizer, inputs, targets, cfg.batch_size, rng, sampler, device)
                 self.training_loss_.append(loss)
                 metrics = None
                 if held_out is not None:
@@ -289,7 +287,7 @@ class SequenceRecommender(Recommender):
         scores = np.empty((len(sequences), self.n_items), dtype=np.float32)
         lengths = np.array([len(seq) for seq in sequences], dtype=np.int64)
         known = np.flatnonzero(lengths > 0)
-        with _torch_threads(sequence_net.torch, self.config.num_threads):
+        with sequence_net.torch_threads(self.config.num_threads):
             for batch in sequence_net.length_batches(lengths[known], _SCORE_POSITIONS):
                 rows = known[batch]
                 tokens, row_lengths = sequence_net.pad_batch([sequences[r] for r in rows], int(lengths[rows].max()))
@@ -324,60 +322,3 @@ class SequenceRecommender(Recommender):
         weights = {key[len("net.") :]: torch.as_tensor(value) for key, value in state.items() if key.startswith("net.")}
         net.load_state_dict(weights)
         self.net_ = net.to(self.device_).eval()
-
-
-@contextmanager
-def _torch_threads(torch: Any, num_threads: int) -> Iterator[None]:
-    """Hold torch's intra-op thread count at ``num_threads`` (0: leave it), then restore it."""
-    previous = torch.get_num_threads()
-    if num_threads and num_threads != previous:
-        torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != previous:
-            torch.set_num_threads(previous)
-
-
-class _NegativeSampler:
-    """Shared negatives for sampled softmax, drawn with the seeded NumPy generator."""
-
-    def __init__(self, counts: np.ndarray, n_negatives: int, rng: np.random.Generator, device: Any) -> None:
-        import torch
-
-        weights = (counts + 1.0) ** _NEGATIVE_EXPONENT
-        probabilities = weights / weights.sum()
-        self.cumulative = np.cumsum(probabilities)
-        self.n_negatives = n_negatives
-        self.rng = rng
-        self.device = device
-        self.log_q = torch.as_tensor(np.log(probabilities * n_negatives), dtype=torch.float32, device=device)
-
-    def draw(self) -> Any:
-        import torch
-
-        picks = np.searchsorted(self.cumulative, self.rng.random(self.n_negatives) * self.cumulative[-1], side="right")
-        picks = np.minimum(picks, len(self.cumulative) - 1)
-        return torch.as_tensor(picks, dtype=torch.long, device=self.device)
-
-
-def _train_epoch(torch, net, optimizer, inputs, targets, batch_size, rng, sampler, device) -> float:  # noqa: ANN001
-    """One shuffled pass over the windows; returns the mean loss per window batch."""
-    from pipelines.models.sequence_net import batch_loss
-
-    order = rng.permutation(len(inputs))
-    total, batches = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        x = torch.as_tensor(inputs[rows], device=device)
-        y = torch.as_tensor(targets[rows], device=device)
-        negatives = None if sampler is None else sampler.draw()
-        loss = batch_loss(net, x, y, negatives, None if sampler is None else sampler.log_q)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach())
-        batches += 1
-    if not np.isfinite(total):
-        raise FloatingPointError("sequence training loss is not finite; lower learning_rate")
-    return total / max(batches, 1)

@@ -1,10 +1,13 @@
-"""The torch side of the GRU4Rec model: the network, the losses, batching and scoring.
+"""The torch side of the GRU4Rec model: network, losses, negative sampling, training epochs, scoring.
 
 Imported only by :mod:`pipelines.models.sequence` when a sequence model is fit or loaded, so
 ``import pipelines.models`` never imports torch. Item ``i`` is token ``i + 1``; token 0 pads.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -134,3 +137,62 @@ def length_batches(lengths: np.ndarray, max_positions: int) -> list[np.ndarray]:
 
 
 _MEAN_CHUNK_ELEMENTS = 2**24  # positions x items per softmax chunk (64 MiB of float32)
+NEGATIVE_EXPONENT = 0.75  # sampled negatives ~ (count + 1) ** 0.75, as word2vec
+@contextmanager
+def torch_threads(num_threads: int) -> Iterator[None]:
+    """Hold torch's intra-op thread count at ``num_threads`` (0: leave it), then restore it."""
+    previous = torch.get_num_threads()
+    if num_threads and num_threads != previous:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+class NegativeSampler:
+    """Shared negatives for sampled softmax, drawn with the seeded NumPy generator."""
+
+    def __init__(self, counts: np.ndarray, n_negatives: int, rng: np.random.Generator, device: torch.device) -> None:
+        weights = (counts + 1.0) ** NEGATIVE_EXPONENT
+        probabilities = weights / weights.sum()
+        self.cumulative = np.cumsum(probabilities)
+        self.n_negatives = n_negatives
+        self.rng = rng
+        self.device = device
+        self.log_q = torch.as_tensor(np.log(probabilities * n_negatives), dtype=torch.float32, device=device)
+
+    def draw(self) -> torch.Tensor:
+        picks = np.searchsorted(self.cumulative, self.rng.random(self.n_negatives) * self.cumulative[-1], side="right")
+        picks = np.minimum(picks, len(self.cumulative) - 1)
+        return torch.as_tensor(picks, dtype=torch.long, device=self.device)
+
+
+def train_epoch(
+    net: GRU4RecNet,
+    optimizer: torch.optim.Optimizer,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    sampler: NegativeSampler | None,
+    device: torch.device,
+) -> float:
+    """One pass over the windows in a seeded shuffled order; returns the mean batch loss."""
+    order = rng.permutation(len(inputs))
+    total, batches = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        x = torch.as_tensor(inputs[rows], device=device)
+        y = torch.as_tensor(targets[rows], device=device)
+        negatives = None if sampler is None else sampler.draw()
+        loss = batch_loss(net, x, y, negatives, None if sampler is None else sampler.log_q)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+        batches += 1
+    if not np.isfinite(total):
+        raise FloatingPointError("sequence training loss is not finite; lower learning_rate")
+    return total / max(batches, 1)

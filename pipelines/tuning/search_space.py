@@ -75,13 +75,11 @@ SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
         "beta_cap": {"type": "float", "low": 0.05, "high": 1.0, "log": True},
         "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
     },
-    "ncf": {  # defaults: 64 dims, bpr loss, 4 negatives, lr 5e-3, l2 1e-4, no dropout
+    "ncf": {  # defaults: 64 dims, lr 5e-3, l2 0.05, no dropout (loss and its negatives stay as configured)
         "embedding_dim": {"type": "int", "low": 16, "high": 256, "log": True},
-        "learning_rate": {"type": "float", "low": 1e-4, "high": 5e-2, "log": True},
-        "l2_regularization": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
-        "n_negatives": {"type": "int", "low": 1, "high": 16, "log": True},
+        "learning_rate": {"type": "float", "low": 5e-4, "high": 5e-2, "log": True},
+        "l2_regularization": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
         "dropout": {"type": "float", "low": 0.0, "high": 0.5},
-        "loss": {"type": "categorical", "choices": ["bpr", "bce", "softmax"]},
     },
     "nmf": {  # defaults: 32 factors, no regularization
         "factors": {"type": "int", "low": 8, "high": 128, "log": True, "below_matrix_rank": True},
@@ -175,6 +173,8 @@ class CategoricalParam(BaseModel):
 
 ParamSpec = Annotated[Union[IntParam, FloatParam, CategoricalParam], Field(discriminator="type")]
 _SPEC_ADAPTER: TypeAdapter[IntParam | FloatParam | CategoricalParam] = TypeAdapter(ParamSpec)
+#: A validated space: parameter name -> distribution.
+Space = dict[str, IntParam | FloatParam | CategoricalParam]
 
 
 def describe_problems(exc: ValidationError, default_location: str) -> str:
@@ -192,13 +192,11 @@ def _check_bounds(low: float, high: float, log: bool) -> None:
         raise ValueError(f"low must be > 0 on a log scale, got {low}")
 
 
-def parse_space(
-    raw: Mapping[str, Any], where: str = "search space"
-) -> dict[str, IntParam | FloatParam | CategoricalParam]:
+def parse_space(raw: Mapping[str, Any], where: str = "search space") -> Space:
     """Validate a plain-data space; raises ConfigError naming the parameter and the problem."""
     if not isinstance(raw, Mapping) or not raw:
         raise ConfigError(f"{where} must be a non-empty mapping of parameter name -> distribution, got {raw!r}")
-    space = {}
+    space: Space = {}
     for name, spec in raw.items():
         if isinstance(spec, (IntParam, FloatParam, CategoricalParam)):
             space[name] = spec
@@ -222,9 +220,7 @@ def tunable_models() -> list[str]:
     return sorted(set(SEARCH_SPACES) & set(model_names()))
 
 
-def search_space(
-    model: str, override: Mapping[str, Any] | None = None
-) -> dict[str, IntParam | FloatParam | CategoricalParam]:
+def search_space(model: str, override: Mapping[str, Any] | None = None) -> Space:
     """The validated space for ``model``: ``override`` when given, else the family's default.
 
     Raises ConfigError for a family without a default space (naming those that have one), for
@@ -266,7 +262,7 @@ def _check_names(model: str, space: Mapping[str, Any], model_fields: set[str]) -
             )
 
 
-def bind_to_data(space: Mapping[str, Any], shape: tuple[int, int]) -> dict[str, Any]:
+def bind_to_data(space: Space, shape: tuple[int, int]) -> Space:
     """``space`` with data-dependent bounds resolved for a (n_users, n_items) training matrix.
 
     Raises ConfigError when the matrix is too small for a parameter's lowest value.

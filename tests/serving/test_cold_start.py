@@ -11,7 +11,6 @@ recommends a genre's items to its fans and to a new user seeded with that genre.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -26,7 +26,8 @@ class DeepModelConfig(ModelConfig):
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0, allow_inf_nan=False)
     """Adam's step size."""
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
-    """Adam's L2 weight decay on every parameter."""
+    """Adam's L2 weight decay on the dense weights (NCF's embedding tables are regularized by
+    its ``l2_regularization`` instead)."""
     patience: int = Field(5, ge=1, le=1_000)
     """Epochs without a better validation nDCG@10 before training stops; the best epoch's
     weights are the final model."""
@@ -44,8 +45,10 @@ class DeepModelConfig(ModelConfig):
     A GPU request without CUDA falls back to the CPU with a warning. Runs are bit-for-bit
     reproducible on the CPU; CUDA kernels may differ in the last bits."""
     num_threads: int = Field(0, ge=0, le=1_024)
-    """CPU threads torch may use during fit (0: every core this process may run on). Results
-    depend on it only through floating-point summation order."""
+    """CPU threads torch may use during fit (0: every core this process may run on). On a busy
+    shared machine use 1: torch's OpenMP workers wait for each other on every operation, and
+    with the cores taken a small model trained 20 times slower on two threads than on one.
+    Results depend on it only through floating-point summation order."""
     checkpoint_dir: str | None = None
     """Folder for ``<model>-best.pt`` (config, epoch, best metric, state_dict), rewritten at
     each new best epoch; None keeps the best weights in memory only."""

@@ -155,7 +155,7 @@ class MultVaeRecommender(Recommender):
             def score_users(users: np.ndarray) -> torch.Tensor:
                 return module.score(rows_of(users))
 
-            history = training.train_epochs(
+            outcome = training.train_epochs(
                 module, run_epoch, score_users, validation_set, cfg,
                 model_name=self.name, model_args={"n_items": n_items}, callback=callback,
             )
@@ -163,9 +163,9 @@ class MultVaeRecommender(Recommender):
 
         self.n_users, self.n_items = n_users, n_items
         self.user_latent_ = self._encode(matrix)  # every training item, the held-out ones too
-        self.training_loss_ = history.losses
-        self.validation_ndcg_ = history.validation_ndcg
-        self.best_epoch_ = history.best_epoch
+        self.training_loss_ = outcome.losses
+        self.validation_ndcg_ = outcome.validation_ndcg
+        self.best_epoch_ = outcome.best_epoch
         self.item_popularity_ = item_popularity(matrix)
         return self
 

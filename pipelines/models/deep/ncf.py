@@ -1,13 +1,15 @@
 """Neural collaborative filtering as a two-tower model, trained on sampled negatives.
 
-Each user and item has an embedding; optional MLP towers map them into a shared space and the
-score is the dot product plus an item bias (:mod:`pipelines.models.deep.ncf_module`). Training
-pairs every observed (user, item) with ``n_negatives`` items drawn uniformly among those the user
-has not interacted with, and minimises a BPR, BCE or sampled-softmax loss over mini-batches.
+A user is represented by a learnt id embedding, the mean of learnt history embeddings of the
+items they interacted with, or both; each item by an embedding. Optional MLP towers map both
+into one space; the score is their dot product plus an item bias
+(:mod:`pipelines.models.deep.ncf_module`). Training pairs every observed (user, item) with
+uniformly drawn negative items and minimises a BPR, BCE or sampled-softmax loss over
+mini-batches, the item predicted left out of its own history.
 
 Fitted models score with NumPy from the tower outputs (no torch needed to serve). A new user
-is folded in by ridge regression of their seed row on the item vectors (see
-:meth:`NcfRecommender.score_new_users`).
+is folded in through the history tower from their seed items (or, for id-only users, by ridge
+regression on the item vectors; see :meth:`NcfRecommender.score_new_users`).
 """
 
 from __future__ import annotations
@@ -35,38 +37,42 @@ class NcfConfig(DeepModelConfig):
     """Hyperparameters of :class:`NcfRecommender` (then the shared loop's, then runtime options).
 
     Defaults were tuned on MovieLens latest-small (per-user random 75/25 split, seed 42, nDCG@10
-    with training items excluded): see ``tests/models/test_model_ncf.py`` for the measured value.
+    with training items excluded; ``tests/models/test_model_ncf.py`` holds the measured floor).
+    There the history input beat per-user id embeddings (0.34 against 0.30 with the same
+    loss), the sampled softmax beat BPR (0.31) and BCE, 1,000 shared negatives beat 300, and
+    strong embedding regularization (0.05) held off overfitting; MLP towers did not help.
     """
 
     embedding_dim: int = Field(64, ge=1, le=4_096)
     """Width of the user, history and item embeddings (and of the towers' input)."""
     user_input: Literal["id", "history", "id+history"] = "history"
     """What feeds the user tower: ``id``, a learnt embedding per user; ``history``, the mean of
-    learnt history embeddings of the user's items (shared across users, so new users fold in
-    exactly like known ones); ``id+history``, their sum."""
+    learnt history embeddings of the user's items (shared by all users, so a new user folds in
+    exactly like a known one); ``id+history``, their sum."""
     tower_layers: tuple[Annotated[int, Field(ge=1, le=8_192)], ...] = Field((), max_length=8)
     """Output widths of each tower's linear layers (ReLU between them); empty: no towers, the
-    embeddings are compared directly (matrix factorization), which ranked best on MovieLens."""
+    embeddings are compared directly."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
     """Dropout between tower layers (unused without at least two layers)."""
     item_bias: bool = True
-    """Learn a per-item bias added to every score (captures popularity)."""
-    loss: Literal["bpr", "bce", "softmax"] = "bpr"
+    """Learn a per-item bias added to every score, started at the log item frequency."""
+    loss: Literal["bpr", "bce", "softmax"] = "softmax"
     """``bpr``: -log sigmoid(positive - negative), averaged over the negatives; ``bce``: logistic
     loss of the positive as 1 and of the negatives (averaged) as 0; ``softmax``: cross-entropy of
     the positive against negatives shared by the whole batch (a sampled softmax)."""
-    n_negatives: int = Field(4, ge=1, le=100_000)
-    """Negative items drawn uniformly: per interaction and epoch for ``bpr`` and ``bce``, per
-    batch (shared by its examples) for ``softmax``, which wants hundreds."""
-    l2_regularization: float = Field(1e-4, ge=0.0, le=100.0, allow_inf_nan=False)
-    """Penalty on the squared norms of the embeddings a batch uses (per example)."""
+    n_negatives: int = Field(1_000, ge=1, le=100_000)
+    """Negative items drawn uniformly: per interaction and epoch for ``bpr`` and ``bce`` (a few
+    suffice), per batch and shared by its examples for ``softmax`` (hundreds to thousands; at
+    least the catalogue size means the exact softmax over every item)."""
+    l2_regularization: float = Field(0.05, ge=0.0, le=100.0, allow_inf_nan=False)
+    """Penalty on the squared norms of the user inputs and item embeddings a batch uses."""
     init_std: float = Field(0.1, gt=0.0, le=10.0, allow_inf_nan=False)
     """Standard deviation of the normal initial embeddings."""
     fold_in_regularization: float = Field(1.0, gt=0.0, le=1e6, allow_inf_nan=False)
     """Ridge penalty when folding a new user in with ``user_input="id"`` (see
     :meth:`NcfRecommender.score_new_users`)."""
 
-    epochs: int = Field(50, ge=1, le=10_000)
+    epochs: int = Field(30, ge=1, le=10_000)
     batch_size: int = Field(1_024, ge=1, le=1_000_000)
     learning_rate: float = Field(5e-3, gt=0.0, le=10.0, allow_inf_nan=False)
 
@@ -114,7 +120,7 @@ class NcfRecommender(Recommender):
         import torch
 
         from pipelines.models.deep import training
-        from pipelines.models.deep.ncf_module import History, NcfModule
+        from pipelines.models.deep.ncf_module import NcfModule
 
         cfg = self.config
         matrix = interaction_matrix(train)
@@ -130,7 +136,7 @@ class NcfRecommender(Recommender):
             module = NcfModule(cfg, n_users, n_items, item_counts=np.diff(fit_matrix.tocsc().indptr)).to(device)
             optimizers = module.optimizers()
 
-            def history_of(users: np.ndarray, source: sp.csr_matrix) -> History | None:
+            def history_of(users: np.ndarray, source: sp.csr_matrix) -> Any:
                 return _history(users, source, device) if module.uses_history else None
 
             def run_epoch(epoch: int) -> float:
@@ -154,7 +160,7 @@ class NcfRecommender(Recommender):
                 ids = torch.as_tensor(users, dtype=torch.long, device=device)
                 return module.score_all(ids, history_of(users, fit_matrix))
 
-            history = training.train_epochs(
+            outcome = training.train_epochs(
                 module, run_epoch, score_users, validation_set, cfg,
                 model_name=self.name, model_args={"n_users": n_users, "n_items": n_items}, callback=callback,
             )
@@ -167,9 +173,9 @@ class NcfRecommender(Recommender):
                 self.item_bias_ = module.item_biases().cpu().numpy().astype(np.float32)
             self.module_state_ = {name: t.detach().cpu().numpy() for name, t in module.state_dict().items()}
 
-        self.training_loss_ = history.losses
-        self.validation_ndcg_ = history.validation_ndcg
-        self.best_epoch_ = history.best_epoch
+        self.training_loss_ = outcome.losses
+        self.validation_ndcg_ = outcome.validation_ndcg
+        self.best_epoch_ = outcome.best_epoch
         self.item_popularity_ = item_popularity(matrix)
         self.n_users, self.n_items = n_users, n_items
         return self
