@@ -12,7 +12,6 @@ NumPy from the exported weights: serving needs no torch.
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
@@ -23,8 +22,6 @@ from pipelines import seeding
 from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
 from pipelines.models.deep.config import DeepModelConfig
 from pipelines.models.deep.data import interaction_matrix, split_for_early_stopping, validation_matrix
-
-log = logging.getLogger(__name__)
 
 _STATE_PREFIX = "module."
 _Width = Annotated[int, Field(ge=1, le=65_536)]
@@ -86,7 +83,7 @@ class MultVaeRecommender(Recommender):
     """
 
     name: ClassVar[str] = "multvae"
-    summary: ClassVar[str] = "Mult-VAE (variational autoencoder, multinomial likelihood, PyTorch); strong on dense catalogues, natural fold-in"
+    summary: ClassVar[str] = "Mult-VAE (variational autoencoder, multinomial likelihood, PyTorch); strongest neural model here, folds new users in"
     config_class: ClassVar[type[ModelConfig]] = MultVaeConfig
     config: MultVaeConfig
 

@@ -18,7 +18,12 @@ from pipelines.models.deep.multvae import MultVaeConfig
 
 
 def sparse_rows(rows: sp.csr_matrix, device: torch.device) -> torch.Tensor:
-    """Binary CSR rows -> an L2-normalised sparse COO tensor on ``device`` (empty rows stay 0)."""
+    """Binary CSR rows -> an L2-normalised sparse COO tensor on ``device`` (empty rows stay 0).
+
+    ``rows`` must hold no duplicate entries (the models pass canonical matrices).
+    """
+    if not rows.has_sorted_indices:  # row-major sorted cells are what a coalesced tensor is
+        rows = rows.sorted_indices()
     coo = rows.tocoo()
     counts = np.maximum(np.diff(rows.indptr), 1).astype(np.float32)
     values = (coo.data > 0).astype(np.float32) / np.sqrt(counts)[coo.row]

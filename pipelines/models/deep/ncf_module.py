@@ -8,6 +8,8 @@ training), or both summed. With no tower layers the towers are the identity.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,17 +18,20 @@ from torch import nn
 from pipelines.models.deep.ncf import NcfConfig
 
 
+@dataclass(frozen=True)
 class History:
     """Interaction histories of a batch's distinct users, and which of them each example has.
 
-    ``rows`` is a sparse COO (n_distinct, n_items) tensor of the users' items (value 1),
-    ``counts`` their item counts (float) and ``inverse`` (one entry per example) the row of
-    each example's user. Summing each distinct history once, then indexing, keeps a batch's
-    cost at O(interactions of its users), however many examples share a user.
+    Summing each distinct history once, then indexing, keeps a batch's cost at O(interactions
+    of its users), however many of its examples share a user.
     """
 
-    def __init__(self, rows: torch.Tensor, counts: torch.Tensor, inverse: torch.Tensor) -> None:
-        self.rows, self.counts, self.inverse = rows, counts, inverse
+    rows: torch.Tensor
+    """Sparse COO (n_distinct, n_items): the users' items, value 1."""
+    counts: torch.Tensor
+    """(n_distinct,) float: items per user."""
+    inverse: torch.Tensor
+    """(n_examples,) long: the row of each example's user."""
 
 
 def _tower(width: int, layers: tuple[int, ...], dropout: float) -> nn.Module:
@@ -145,8 +150,8 @@ class NcfModule(nn.Module):
         ``negatives`` is (B, m), m items per example, for the ``bpr`` and ``bce`` losses, and
         (m,) items shared by the whole batch for ``softmax`` (a sampled softmax; a shared
         negative equal to an example's positive is masked out). ``history`` holds the examples'
-        user histories. Adds ``l2_regularization`` times the squared norms of the embeddings the
-        batch used.
+        user histories. Adds ``l2_regularization`` times the squared norms of the user inputs and
+        item embeddings the batch used.
         """
         user_in = self.user_inputs(users, history, leave_out=positives)
         user_vec = self.user_tower(user_in)
