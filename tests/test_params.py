@@ -53,3 +53,16 @@ def test_model_multi_select_lists_every_model():
     spec = param_specs()["models"]
     assert spec["examples"] == model_names()
     assert spec["items"]["enum"] == model_names()
+
+
+def test_content_model_on_a_source_without_metadata_is_refused():
+    with pytest.raises(ConfigError, match="content need item metadata"):
+        from_params({"source": "csv", "path": "/data/interactions.csv", "models": ["content"]})
+    # the same model on a source that brings metadata is accepted
+    assert [c.model for c in from_params({"models": ["content"]}).candidates] == ["content", "popularity"]
+
+
+@pytest.mark.parametrize(("override", "named"), [({"n_trials": 0}, "n_trials"), ({"alpha": -1.0}, "alpha")])
+def test_tuning_and_weighting_values_are_checked(override, named):
+    with pytest.raises(ConfigError, match=named):
+        from_params({**defaults(), **override, "tune": True, "weighting": "linear"})
