@@ -164,11 +164,11 @@ def test_fits_on_cuda_like_on_the_cpu(planted):
 def test_defaults_on_movielens(movielens_split):
     """Default hyperparameters on MovieLens latest-small (protocol of test_model_movielens.py).
 
-    Measured nDCG@10 0.365 (popularity 0.207, ALS 0.376); one thread, as on a shared machine.
+    Measured nDCG@10 0.365 (popularity 0.207, ALS 0.376).
     """
     train, test = movielens_split
     started = time.perf_counter()
-    model = create_model("multvae", {"num_threads": 1}).fit(train)
+    model = create_model("multvae").fit(train)
     seconds = time.perf_counter() - started
     ndcg = ndcg_at_10(model, train, test)
     assert ndcg >= 0.34, f"Mult-VAE nDCG@10 {ndcg:.4f} below the 0.34 floor (fit {seconds:.0f}s, {len(model.training_loss_)} epochs)"

@@ -103,7 +103,7 @@ def test_history_fold_in_matches_known_users(fitted, planted):
     "options",
     [
         {"user_input": "id", "loss": "bpr", "n_negatives": 4},  # ridge fold-in
-        {"user_input": "history", "tower_layers": (16, 8), "loss": "softmax", "n_negatives": 32},  # sampled softmax
+        {"user_input": "history", "tower_layers": (16, 8), "loss": "softmax", "n_negatives": 32, "l2_regularization": 0.001},
         {"user_input": "id+history", "loss": "bce", "n_negatives": 4},
     ],
     ids=["id-bpr", "history-towers-sampled-softmax", "id+history-bce"],
@@ -128,6 +128,16 @@ def test_seeds_decide_the_model_and_leave_global_state_alone(fitted, planted):
     other = NcfRecommender(fitted.config, seed=7, checkpoint_dir=None).fit(planted.train)
     assert torch.equal(torch.get_rng_state(), state) and torch.get_num_threads() == threads
     assert not np.array_equal(other.user_vectors_, fitted.user_vectors_)
+
+
+def test_default_threads_leave_busy_cores_alone(monkeypatch):
+    from pipelines.models.deep import training
+
+    monkeypatch.setattr(training, "available_cores", lambda: 4)
+    for load, threads in ((0.0, 4), (2.2, 2), (9.0, 1)):
+        monkeypatch.setattr(training.os, "getloadavg", lambda load=load: (load, load, load))
+        assert training.fit_threads(0) == threads
+    assert training.fit_threads(3) == 3  # an explicit count is taken as given
 
 
 def test_saved_state_holds_the_network(fitted, tmp_path):
@@ -199,11 +209,11 @@ def test_fits_on_cuda_like_on_the_cpu(planted):
 def test_defaults_on_movielens(movielens_split):
     """Default hyperparameters on MovieLens latest-small (protocol of test_model_movielens.py).
 
-    Measured nDCG@10 0.357 (popularity 0.207, ALS 0.376); one thread, as on a shared machine.
+    Measured nDCG@10 0.357 (popularity 0.207, ALS 0.376).
     """
     train, test = movielens_split
     started = time.perf_counter()
-    model = create_model("ncf", {"num_threads": 1}).fit(train)
+    model = create_model("ncf").fit(train)
     seconds = time.perf_counter() - started
     ndcg = ndcg_at_10(model, train, test)
     assert ndcg >= 0.33, f"NCF nDCG@10 {ndcg:.4f} below the 0.33 floor (fit {seconds:.0f}s, {len(model.training_loss_)} epochs)"

@@ -45,10 +45,10 @@ class DeepModelConfig(ModelConfig):
     A GPU request without CUDA falls back to the CPU with a warning. Runs are bit-for-bit
     reproducible on the CPU; CUDA kernels may differ in the last bits."""
     num_threads: int = Field(0, ge=0, le=1_024)
-    """CPU threads torch may use during fit (0: every core this process may run on). On a busy
-    shared machine use 1: torch's OpenMP workers wait for each other on every operation, and
-    with the cores taken a small model trained 20 times slower on two threads than on one.
-    Results depend on it only through floating-point summation order."""
+    """CPU threads torch may use during fit; 0: the cores this process may run on that the
+    1-minute load average leaves idle, at least one (torch's threads wait for each other at
+    every operation: on busy cores a small model trained 20 times slower on two threads than
+    on one). Results depend on it only through floating-point summation order."""
     checkpoint_dir: str | None = None
     """Folder for ``<model>-best.pt`` (config, epoch, best metric, state_dict), rewritten at
     each new best epoch; None keeps the best weights in memory only."""

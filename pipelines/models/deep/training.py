@@ -54,6 +54,26 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def fit_threads(requested: int) -> int:
+    """CPU threads for a fit: ``requested``, or for 0 the cores the 1-minute load leaves idle.
+
+    torch's OpenMP workers wait for each other at every operation, so on cores other
+    processes keep busy more threads are slower, not faster (20 times, for a small model
+    on two busy cores). 0 therefore takes every core this process may use minus the load
+    average, and at least one.
+    """
+    if requested > 0:
+        return requested
+    cores = available_cores()
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        busy = 0.0
+    threads = max(1, min(cores, int(cores - busy + 0.5)))
+    log.info("torch threads: %d (%d cores, load average %.1f)", threads, cores, busy)
+    return threads
+
+
 @contextmanager
 def torch_session(config: DeepModelConfig) -> Iterator[torch.device]:
     """Resolve the device once, cap torch's CPU threads and seed torch for one fit.
@@ -63,7 +83,7 @@ def torch_session(config: DeepModelConfig) -> Iterator[torch.device]:
     """
     device = resolve_torch_device(config.device)
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.num_threads or available_cores())
+    torch.set_num_threads(fit_threads(config.num_threads))
     cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=cuda_devices):
