@@ -68,6 +68,7 @@ test-fast: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.lock
 	$(BIN)/python benchmarks/als_vs_implicit.py
+	$(BIN)/python benchmarks/quality.py
 
 airflow: $(RECSYS_HOME)/.ready
 	@echo "Airflow UI: http://127.0.0.1:8080 (local admin, no login). Ctrl-C stops it."
