@@ -68,7 +68,12 @@ def mlflow_home(tmp_path, monkeypatch, _mlflow_template_db):
     """A fresh MLflow tracking database and artifact root for one test."""
     import mlflow
 
+    import mlflow.tracking.fluent as fluent
+
     shutil.copy(_mlflow_template_db, tmp_path / "mlflow.db")
+    # An experiment made active by an earlier test belongs to another database.
+    monkeypatch.setattr(fluent, "_active_experiment_id", None, raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("RECSYS_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
