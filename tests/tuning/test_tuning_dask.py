@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pipelines.training.config import TrainConfig
@@ -27,6 +29,10 @@ def test_trials_run_in_parallel_on_a_local_dask_cluster(planted, dask_client):
     result = tune_model(ALS, planted, {"n_trials": 4, "n_parallel": 2, "search_space": ALS_SPACE}, client=dask_client)
     assert result.n_complete == 4
     assert sorted(result.trials["number"]) == [0, 1, 2, 3]
+    # Releasing futures is asynchronous on the scheduler: give it a moment before checking.
+    deadline = time.monotonic() + 30
+    while dask_client.who_has() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not dask_client.who_has(), "the scattered data and trial futures are released"
 
 
