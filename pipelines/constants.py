@@ -37,3 +37,7 @@ ENV_HOME = "RECSYS_HOME"
 ENV_DASK_SCHEDULER = "RECSYS_DASK_SCHEDULER"
 ENV_DEVICE = "RECSYS_DEVICE"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+
+# Airflow Asset updated when the serving alias moves (promotion, approval, rollback); the batch
+# scoring DAG is scheduled on it. A URI string so pipelines/ needs no Airflow import.
+CHAMPION_ASSET_URI = "recsys://registry/champion"
