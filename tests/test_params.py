@@ -150,6 +150,18 @@ def test_trigger_form_schema_refuses_an_unknown_family_and_accepts_good_values()
     assert param.resolve(everything) == everything
 
 
+def test_the_scheduler_side_param_keeps_the_schema_and_refuses_the_same_values():
+    # The REST API validates the serialized DAG's params (a 400 on failure), not the SDK Param.
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    served = BaseSerialization.deserialize(BaseSerialization.serialize(_param("model_params")))
+    served.value = {"ease": {"regularization": -1}}
+    with pytest.raises(Exception, match=r"regularization"):
+        served.resolve(raises=True)
+    served.value = {"ease": {"regularization": 300}}
+    assert served.resolve(raises=True) == {"ease": {"regularization": 300}}
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("seed", -3), ("seed", "x"), ("models", ["nope"]), ("split", "sideways"), ("k", 0), ("use_gpu", "yes")],
