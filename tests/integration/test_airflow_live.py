@@ -189,7 +189,9 @@ def test_real_airflow_refuses_bad_conf_and_runs_the_dag(airflow_live):
         return requests.post(base + "/api/v2/dags/recsys_training/dagRuns", json={"logical_date": None, "conf": conf},
                              headers=_headers(base), timeout=30)
 
-    for bad in ({**CONF, "model_params": {"als": {"factors": -5}}}, {**CONF, "model_params": {"als": {"nope": 1}}}, {**CONF, "models": ["no_such_model"]}, {**CONF, "split": "sideways"}):
+    bad_confs = ({**CONF, "model_params": {"als": {"factors": -5}}}, {**CONF, "model_params": {"als": {"nope": 1}}},
+                 {**CONF, "models": ["no_such_model"]}, {**CONF, "split": "sideways"})
+    for bad in bad_confs:
         refused = trigger(bad)
         assert refused.status_code == 400, (bad, refused.status_code, refused.text[:500])
 

@@ -42,7 +42,7 @@ def test_dag_trains_registers_promotes_and_keeps_champion_on_a_worse_run(airflow
 
     artifacts = {a.path for a in client.list_artifacts(champion.run_id, "plots")}
     assert {"plots/loss_curve.png", "plots/metrics_at_k.png"} <= artifacts
-    assert len(client.get_metric_history(champion.run_id, "training_loss")) == SMALL["iterations"]
+    assert len(client.get_metric_history(champion.run_id, "training_loss")) == SMALL["model_params"]["als"]["iterations"]
     assert {a.path for a in client.list_artifacts(parent_id, "leaderboard")} >= {"leaderboard/leaderboard.csv", "leaderboard/leaderboard.png"}
     assert run.data.params["model.factors"] == "16"
 
