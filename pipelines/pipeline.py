@@ -94,8 +94,9 @@ def from_params(params: Mapping[str, Any]) -> PipelineConfig:
     device = None if p["use_gpu"] is None else ("gpu" if p["use_gpu"] else "cpu")
     seeded: dict[str, Any] = {} if p["seed"] is None else {"seed": p["seed"]}
     k = int(p["k"])
-    # popularity is always trained; settings given for it apply to that baseline run
-    families = [*p["models"], *([BASELINE_MODEL] if BASELINE_MODEL in overrides and BASELINE_MODEL not in p["models"] else [])]
+    families = list(p["models"])
+    if BASELINE_MODEL in overrides and BASELINE_MODEL not in families:
+        families.append(BASELINE_MODEL)  # always trained; settings given for it apply to the baseline run
     try:
         ingest: dict[str, Any] = {"source": p["source"], **seeded}
         if p["source"] == "synthetic":
@@ -179,7 +180,8 @@ def validate_model_params(models: Sequence[str], model_params: Any) -> dict[str,
                 try:
                     WeightingConfig.model_validate(weighting)
                 except ValidationError as exc:
-                    problems.extend(_field_problems(f"{where}.{WEIGHTING_KEY}", exc, "fields: scheme, alpha, epsilon, k1, b"))
+                    allowed = ", ".join(WeightingConfig.model_fields)
+                    problems.extend(_field_problems(f"{where}.{WEIGHTING_KEY}", exc, f"fields: {allowed}"))
     if not problems:
         problems = schema_problems("model_params", model_params, param_specs()["model_params"])
     if problems:

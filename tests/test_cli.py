@@ -127,7 +127,8 @@ def test_nested_param_sets_a_family_weighting():
 
 
 def test_unqualified_param_is_refused_naming_the_families_that_have_it():
-    with pytest.raises(SystemExit, match=r"must name the family.*ease\.regularization.*field 'regularization': als, bpr, ease"):
+    refusal = r"must name the family.*ease\.regularization.*field 'regularization': als, bpr, ease"
+    with pytest.raises(SystemExit, match=refusal):
         _config("--model", "ease", "--param", "regularization=300")
 
 
@@ -162,4 +163,5 @@ def test_generated_options_reach_their_steps():
     assert (config.ingest.url, config.ingest.table, config.cleaning.kcore) == ("postgresql://db/x", "ratings", 5)
     assert (config.tuning.n_trials, config.tuning.seed, config.features.seed) == (3, 7, 7)
     assert _candidate(config, "als").model_params() == {"seed": 7, "device": "cpu"}
-    assert (config.promotion.metric, config.promotion.margin, config.promotion.registered_model) == ("ndcg@20", 0.01, "other")
+    promotion = config.promotion
+    assert (promotion.metric, promotion.margin, promotion.registered_model) == ("ndcg@20", 0.01, "other")

@@ -40,8 +40,10 @@ def add_parser(sub) -> None:
                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     groups = {section: train.add_argument_group(title) for section, title in GROUPS.items()}
     for name, spec in param_specs().items():
-        group = groups.get(spec.get("section")) or groups.setdefault(spec["section"], train.add_argument_group(spec["section"]))
-        add_spec_option(group, name, spec)
+        section = spec.get("section")
+        if section not in groups:  # a section added to the form later gets its own group
+            groups[section] = train.add_argument_group(section)
+        add_spec_option(groups[section], name, spec)
 
     model = groups["Model"]
     model.add_argument("--param", action="append", default=[], metavar="FAMILY.FIELD=VALUE",
@@ -55,13 +57,17 @@ def add_parser(sub) -> None:
     model.add_argument("--alpha", type=float, help="with one --model: the weighting's alpha")
 
     data = groups["Data"]
-    data.add_argument("--train", type=Path, metavar="FILE", help="training interactions (CSV or Parquet) of a split made elsewhere")
-    data.add_argument("--test", type=Path, metavar="FILE", help="held-out interactions matching --train; without it the split is made from --train")
+    data.add_argument("--train", type=Path, metavar="FILE",
+                      help="training interactions (CSV or Parquet) of a split made elsewhere")
+    data.add_argument("--test", type=Path, metavar="FILE",
+                      help="held-out interactions matching --train; without it the split is made from --train")
     data.add_argument("--column", action="append", default=[], metavar="SRC=DEST",
-                      help="map a source column to user_id, item_id, rating or timestamp (repeatable), e.g. userId=user_id")
+                      help="map a source column to user_id, item_id, rating or timestamp (repeatable), "
+                           "e.g. userId=user_id")
 
     tracking = train.add_argument_group("tracking")
-    tracking.add_argument("--register", action="store_true", help="register the best model and promote it like the DAG does")
+    tracking.add_argument("--register", action="store_true",
+                          help="register the best model and promote it like the DAG does")
     tracking.add_argument("--registered-model", default=None, help="registered model name (default recsys)")
     tracking_uri_option(tracking)
     tracking.add_argument("--no-track", action="store_true", help="do not log to MLflow (metrics are still printed)")

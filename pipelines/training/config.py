@@ -17,7 +17,7 @@ class TrainConfig(BaseModel):
     model: str = Field("als", description="model family name (see pipelines.models.model_names())")
     params: dict[str, Any] = Field(
         default_factory=dict,
-        description="overrides of the family's hyperparameters; every other field keeps the default of its config class",
+        description="overrides of the family's hyperparameters; every other field keeps its config class's default",
     )
     weighting: WeightingConfig | None = Field(
         None, description="confidence weighting of the training matrix; None: the model family's preferred one"
