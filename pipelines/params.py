@@ -180,7 +180,6 @@ def build_family_catalog() -> dict[str, dict[str, Any]]:
         schema["title"] = name
         catalog[name] = {
             "summary": cls.summary.rstrip("."),
-            "config": f"{config.__module__}.{config.__qualname__}",
             "defaults": config().model_dump(mode="json"),
             "runtime_options": sorted(config.runtime_options),
             "preferred_weighting": dict(preferred),
