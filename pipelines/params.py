@@ -36,7 +36,7 @@ FAMILY_CATALOG_FILE = Path(__file__).with_name("model_params_schema.json")
 #: matrix (:class:`pipelines.features.weighting.WeightingConfig` fields). Per family, not a shared
 #: knob: families were tuned with different schemes (itemknn on BM25, the others binary), so one
 #: scheme and one ``alpha`` for every selected family is the flatness ``model_params`` removes.
-#: Unset, a family uses its ``preferred_weighting``.
+#: Unset, a family uses its ``preferred_weighting``; fields given replace only those fields of it.
 WEIGHTING_KEY = "weighting"
 
 #: Run parameters that were flat model knobs; refused with a pointer to ``model_params``.
@@ -135,6 +135,7 @@ def families_markdown(catalog: Mapping[str, Mapping[str, Any]]) -> str:
         "Only what you change, per family; every other value is the family's own default. "
         'Example: `{"ease": {"regularization": 300}, "als": {"factors": 128, '
         '"weighting": {"scheme": "bm25", "alpha": 1}}}`. '
+        "`weighting` changes only the fields given of the family's preferred weighting (below). "
         "A family must be selected in *Models to train* (popularity is always trained).",
         "",
     ]

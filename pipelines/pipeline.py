@@ -127,14 +127,17 @@ def candidate_config(
 ) -> TrainConfig:
     """One candidate: ``model`` with only ``overrides`` on top of its own defaults.
 
-    ``overrides`` is the family's ``model_params`` entry (its ``weighting`` key sets the
-    confidence weighting); ``seed`` and ``device`` apply where given and the family has no
-    value of its own in ``overrides``.
+    ``overrides`` is the family's ``model_params`` entry; its ``weighting`` key changes fields of
+    the family's preferred weighting (``{"k1": 50}`` keeps itemknn on BM25). ``seed`` and
+    ``device`` apply where given and the family has no value of its own in ``overrides``.
     """
+    from pipelines.models import model_class
     from pipelines.params import WEIGHTING_KEY
 
     params = dict(overrides)
     weighting = params.pop(WEIGHTING_KEY, None)
+    if weighting is not None:
+        weighting = {**model_class(model).preferred_weighting, **weighting}
     if seed is not None:
         params.setdefault("seed", seed)
     return TrainConfig(model=model, params=params, weighting=weighting, k=k, device=device)

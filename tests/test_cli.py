@@ -154,6 +154,8 @@ def test_shorthands_need_one_model():
         "factors": 8, "iterations": 5}
     with pytest.raises(SystemExit, match="only apply with one --model"):
         _config("--model", "als", "--model", "bpr", "--factors", "8")
+    weighting = _candidate(_config("--model", "itemknn", "--alpha", "2"), "itemknn").weighting
+    assert (weighting.scheme, weighting.alpha) == ("bm25", 2.0)  # --alpha alone keeps the family's scheme
 
 
 def test_generated_options_reach_their_steps():

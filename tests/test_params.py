@@ -109,6 +109,14 @@ def test_per_family_values_reach_only_their_family():
     assert itemknn.params == {} and (itemknn.weighting.k1, itemknn.weighting.b) == (50, 0.5)
 
 
+def test_a_weighting_setting_changes_only_its_fields_of_the_family_preferred_one():
+    config = from_params({"models": ["itemknn", "als"], "model_params": {
+        "itemknn": {"weighting": {"k1": 50}}, "als": {"weighting": {"alpha": 2}}}})
+    itemknn, als = _candidate(config, "itemknn").weighting, _candidate(config, "als").weighting
+    assert (itemknn.scheme, itemknn.k1, itemknn.b) == ("bm25", 50, 0.8)  # still BM25, as the family prefers
+    assert (als.scheme, als.alpha) == ("none", 2)
+
+
 def test_shared_seed_and_gpu_apply_only_when_set_and_a_family_value_wins():
     config = from_params({"models": ["als", "ease"], "seed": 7, "use_gpu": True, "model_params": {"als": {"seed": 3}}})
     als, ease = _candidate(config, "als"), _candidate(config, "ease")

@@ -129,7 +129,7 @@ def form_params(args: argparse.Namespace) -> dict[str, Any]:
         _check_qualified(key, family, field, models)
         _set_nested(model_params.setdefault(family, {}), field.split("."), value)
     shorthands = {field: getattr(args, field) for field in SHORTHANDS if getattr(args, field) is not None}
-    weighting = _weighting_shorthand(args, models)
+    weighting = _weighting_shorthand(args)
     if weighting:
         shorthands["weighting"] = weighting
     if shorthands:
@@ -166,14 +166,10 @@ def _set_nested(target: dict[str, Any], path: list[str], value: Any) -> None:
     target[path[-1]] = value
 
 
-def _weighting_shorthand(args: argparse.Namespace, models: list[str]) -> dict[str, Any]:
-    """``--weighting``/``--alpha`` as a weighting entry; ``--alpha`` alone keeps the family's scheme."""
-    from pipelines.params import family_catalog
-
-    if args.weighting is None and args.alpha is None:
-        return {}
-    base = {"scheme": args.weighting} if args.weighting else dict(family_catalog()[models[0]]["preferred_weighting"])
-    return {**base, **({"alpha": args.alpha} if args.alpha is not None else {})}
+def _weighting_shorthand(args: argparse.Namespace) -> dict[str, Any]:
+    """``--weighting``/``--alpha`` as a weighting entry (fields left out keep the family's preferred ones)."""
+    given = {"scheme": args.weighting, "alpha": args.alpha}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def pipeline_config(args: argparse.Namespace):
