@@ -84,10 +84,10 @@ def recsys_training():
         return steps.candidates(plan)
 
     @task
-    def lineage(ingested: dict, cleaned: dict) -> dict:
+    def lineage(ingested: dict, cleaned: dict, features: dict, tracking: dict) -> dict:
         from pipelines import steps
 
-        return steps.lineage(ingested, cleaned)
+        return steps.lineage(ingested, cleaned, features, tracking)
 
     @task(map_index_template="{{ candidate_model }}")
     def train(plan: dict, candidate: dict, features: dict, tracking: dict, lineage: dict) -> dict:
@@ -108,7 +108,7 @@ def recsys_training():
     ingested = ingest(the_plan)
     cleaned = clean(the_plan, ingested)
     features = build_features(the_plan, ingested, cleaned)
-    data_lineage = lineage(ingested, cleaned)
+    data_lineage = lineage(ingested, cleaned, features, tracking)
     results = train.partial(plan=the_plan, features=features, tracking=tracking, lineage=data_lineage).expand(
         candidate=list_candidates(the_plan)
     )

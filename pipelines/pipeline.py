@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -204,19 +204,23 @@ def run_pipeline_on_split(
                 config.features, cleaned["clean_uri"], test_clean["clean_uri"], None, root, run_key
             )
     config = config.model_copy(update={"ingest": file_config(train_file)})
-    return _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri)
+    both = [cleaned] if test_file is None else [cleaned, test_clean]
+    return _train_candidates(config, run_key, root, ingested, both, features, track, register, tracking_uri)
 
 
 def _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri) -> dict[str, Any]:
     from pipelines.training.promote import run_register_and_promote
 
     tracking = open_tracking(config, run_key, tracking_uri) if (track or register) else None
-    lineage = lineage_of(ingested, cleaned)
+    lineage = lineage_of(ingested, cleaned, features)
+    if tracking:
+        log_row_accounting(tracking, lineage)
     results = [
         train_candidate(config, cand, features["features_uri"], root, run_key, tracking, lineage)
         for cand in config.candidates
     ]
-    out: dict[str, Any] = {"ingest": ingested, "clean": cleaned, "features": features, "candidates": results}
+    out: dict[str, Any] = {"ingest": ingested, "clean": cleaned if isinstance(cleaned, Mapping) else cleaned[0],
+                           "features": features, "candidates": results, "rows": row_accounting(cleaned, features)}
     if register:
         out["promotion"] = run_register_and_promote(
             results, config.promotion, features["features_uri"], run_key, tracking, lineage
@@ -263,13 +267,57 @@ def open_tracking(config: PipelineConfig, run_key: str, tracking_uri: str | None
     return {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
 
 
-def lineage_of(ingested: Mapping[str, Any], cleaned: Mapping[str, Any]) -> dict[str, Any]:
-    """The data lineage recorded on every run: snapshot hash, row and quarantine counts."""
+#: Where every input row went; ``rows_in`` is the sum of the others (:func:`row_accounting`).
+ROW_FATES = ("rows_train", "rows_test", "rows_validation", "rows_quarantined", "duplicates_dropped",
+             "kcore_dropped", "below_min_rating", "cold_test_rows")
+
+
+def row_accounting(cleaned: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+                   features: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Every input row's fate, summed over the cleaning results (two for a given train/test split).
+
+    With the features result, ``rows_in == sum(ROW_FATES)``: rows used for train, test and
+    validation, quarantined, duplicates, dropped by k-core, below ``min_rating``, and held-out
+    rows dropped as cold.
+
+    Raises:
+        RuntimeError: the counts do not add up (a bug: some step lost or invented rows).
+    """
+    parts = [cleaned] if isinstance(cleaned, Mapping) else list(cleaned)
+    keys = ("rows_in", "rows_clean", "rows_quarantined", "duplicates_dropped", "kcore_dropped")
+    out = {key: sum(int(part[key]) for part in parts) for key in keys}
+    if features is None:
+        return out
+    out.update(
+        rows_train=int(features["n_train"]), rows_test=int(features["n_test"]),
+        rows_validation=int(features["n_validation"]), below_min_rating=int(features.get("below_min_rating", 0)),
+        cold_test_rows=int(features.get("cold_dropped", 0)),
+    )
+    if out["rows_in"] != sum(out[fate] for fate in ROW_FATES):
+        raise RuntimeError(f"row accounting does not add up: {out}")
+    return out
+
+
+def log_row_accounting(tracking: Mapping[str, str], lineage: Mapping[str, Any]) -> None:
+    """Log the row counts of ``lineage`` as metrics (``data.<count>``) of the run's parent run."""
+    import time
+
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    stamp = int(time.time() * 1000)
+    metrics = [Metric(f"data.{key}", float(value), stamp, 0) for key, value in lineage.items()
+               if key.startswith(("rows_", "duplicates_", "kcore_", "below_", "cold_"))]
+    MlflowClient(tracking["tracking_uri"]).log_batch(tracking["parent_run_id"], metrics=metrics)
+
+
+def lineage_of(ingested: Mapping[str, Any], cleaned: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+               features: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The data lineage recorded on every run (and read by the model card): snapshot hash and
+    where every row went (:func:`row_accounting`; the cold test rows once ``features`` is given)."""
     return {
         "snapshot_uri": ingested["snapshot_uri"],
         "snapshot_sha256": ingested["sha256"],
         "rows_ingested": ingested["rows"],
-        "rows_clean": cleaned["rows_clean"],
-        "rows_quarantined": cleaned["rows_quarantined"],
-        "duplicates_dropped": cleaned["duplicates_dropped"],
+        **row_accounting(cleaned, features),
     }
