@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,12 +168,17 @@ def parse_csv_block(data: bytes, columns: list[str], delimiter: str, encoding: s
     if not data.strip():
         return _empty(columns)
     try:
-        frame = pd.read_csv(
-            io.BytesIO(data), sep=delimiter, header=None, names=columns, index_col=False, dtype=str,
-            keep_default_na=False, na_values=[""], encoding=encoding, on_bad_lines="error", skip_blank_lines=True,
-        )
-    except (pd.errors.ParserError, UnicodeDecodeError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # pandas would drop fields silently
+            frame = pd.read_csv(
+                io.BytesIO(data), sep=delimiter, header=None, index_col=False, dtype=str,
+                keep_default_na=False, na_values=[""], encoding=encoding, on_bad_lines="error", skip_blank_lines=True,
+            )
+    except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError):
         return _parse_lines(data, columns, delimiter, encoding)
+    if frame.shape[1] > len(columns):  # the block's first line set the width: it has extra fields
+        return _parse_lines(data, columns, delimiter, encoding)
+    frame = frame.set_axis(columns[: frame.shape[1]], axis=1).reindex(columns=columns)
     frame[PARSE_ERROR] = pd.Series(pd.NA, index=frame.index, dtype="str")
     return frame
 

@@ -80,6 +80,13 @@ def load_encoded_interactions(
 
     from pipelines.features.encoding import build_encodings, encode_interactions
 
+    from pipelines.data.snapshot import parquet_rows
+
+    if parquet_rows(files) == 0:  # footers only
+        raise DataError(
+            f"{files[0].parent}: no interactions to build features from: the input has no data rows, "
+            "or cleaning dropped them all (see the partition's report.json)"
+        )
     raw = dd.read_parquet([str(f) for f in files])
     missing = [c for c in (USER, ITEM, RATING, TIMESTAMP) if c not in raw.columns]
     if missing:
@@ -198,7 +205,13 @@ def check_cold_rows(parts: Any, cfg: FeatureConfig, where: str) -> float:
 def _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, items_uri, inputs) -> dict[str, Any]:
     """Write every file of ``features/<key>/`` under a temporary name, then rename into place."""
     n_users, n_items = len(user_index), len(item_index)
-    check_cold_rows(parts, cfg, str(inputs.get("test_clean_uri") or inputs.get("clean_uri")))
+    where = str(inputs.get("test_clean_uri") or inputs.get("clean_uri"))
+    check_cold_rows(parts, cfg, where)
+    if len(parts.test) == 0:
+        raise DataError(
+            f"{where}: the {cfg.split} split left no test rows ({len(frame)} interactions of {n_users} users): "
+            "no metric could be computed; give users more than one interaction, or another split"
+        )
 
     def csr(part: pd.DataFrame) -> sp.csr_matrix:
         return interactions_to_csr(part, n_users, n_items, implicit=cfg.implicit)
