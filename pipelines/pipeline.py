@@ -153,13 +153,22 @@ def run_pipeline(
     from pipelines.data.ingest import run_ingest
     from pipelines.features.run import run_features
     from pipelines.paths import lake
+    from pipelines.progress import step_bar
 
     root = str(out_root or lake())
-    with dask_client(config.dask):
-        ingested = run_ingest(config.ingest, root, run_key)
-        cleaned = run_cleaning(config.cleaning, ingested["snapshot_uri"], root, run_key)
-        features = run_features(config.features, cleaned["clean_uri"], ingested["items_uri"], root, run_key)
-    return _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri)
+    with step_bar(3 + len(config.candidates), "recsys train") as bar:
+        with dask_client(config.dask):
+            bar.set_postfix_str("ingest")
+            ingested = run_ingest(config.ingest, root, run_key)
+            bar.update()
+            bar.set_postfix_str("clean")
+            cleaned = run_cleaning(config.cleaning, ingested["snapshot_uri"], root, run_key)
+            bar.update()
+            bar.set_postfix_str("features")
+            features = run_features(config.features, cleaned["clean_uri"], ingested["items_uri"], root, run_key)
+            bar.update()
+        return _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri,
+                                 bar)
 
 
 def run_pipeline_on_split(
@@ -184,6 +193,7 @@ def run_pipeline_on_split(
     from pipelines.data.ingest import run_ingest
     from pipelines.features.run import run_features, run_features_from_split
     from pipelines.paths import lake
+    from pipelines.progress import step_bar
 
     root = str(out_root or lake())
 
@@ -205,20 +215,25 @@ def run_pipeline_on_split(
             )
     config = config.model_copy(update={"ingest": file_config(train_file)})
     both = [cleaned] if test_file is None else [cleaned, test_clean]
-    return _train_candidates(config, run_key, root, ingested, both, features, track, register, tracking_uri)
+    with step_bar(len(config.candidates), "recsys train") as bar:
+        return _train_candidates(config, run_key, root, ingested, both, features, track, register, tracking_uri, bar)
 
 
-def _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri) -> dict[str, Any]:
+def _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri,
+                      bar=None) -> dict[str, Any]:
     from pipelines.training.promote import run_register_and_promote
 
     tracking = open_tracking(config, run_key, tracking_uri) if (track or register) else None
     lineage = lineage_of(ingested, cleaned, features)
     if tracking:
         log_row_accounting(tracking, lineage)
-    results = [
-        train_candidate(config, cand, features["features_uri"], root, run_key, tracking, lineage)
-        for cand in config.candidates
-    ]
+    results = []
+    for cand in config.candidates:
+        if bar is not None:
+            bar.set_postfix_str(f"train {cand.model}")
+        results.append(train_candidate(config, cand, features["features_uri"], root, run_key, tracking, lineage))
+        if bar is not None:
+            bar.update()
     out: dict[str, Any] = {"ingest": ingested, "clean": cleaned if isinstance(cleaned, Mapping) else cleaned[0],
                            "features": features, "candidates": results, "rows": row_accounting(cleaned, features)}
     if register:

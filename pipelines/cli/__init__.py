@@ -51,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         quiet_library_chatter()
+        if sys.stderr.isatty():  # bars on a terminal only; a pipe or a log file stays quiet
+            os.environ.setdefault("RECSYS_PROGRESS", "1")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     module = importlib.import_module(SUBCOMMANDS[args.command])
