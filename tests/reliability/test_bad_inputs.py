@@ -26,6 +26,8 @@ CASES = [
     ("empty.csv", [], 2, r"CSV '.*empty.csv' is empty .* needs a header line", None, None),
     ("header_only.csv", [], 2, r"no interactions to build features from: the input has no data rows", None, None),
     ("wrong_columns.csv", [], 2, r"no column for \['user_id', 'item_id', 'rating', 'timestamp'\]", None, None),
+    ("wrong_columns.csv", ["--column", "who=user_id", "--column", "what=item_id", "--column", "how_much=rating",
+                           "--column", "when_exactly=timestamp"], 0, None, {"rows_in": 5, "rows_train": 4}, {}),
     ("repeated_column.csv", [], 2, r"the header repeats a column name", None, None),
     ("mixed_types.csv", [], 0, None, {"rows_in": BASE + 3, "rows_quarantined": 1}, {"non_numeric_rating": 1}),
     ("bad_ratings.csv", [], 0, None, {"rows_in": BASE + 4, "rows_quarantined": 4},
@@ -64,7 +66,8 @@ def _options(case: str, extra: list[str]) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("case", "extra", "status", "message", "counts", "reasons"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("case", "extra", "status", "message", "counts", "reasons"), CASES,
+                         ids=[c[0] + ("+column-map" if "--column" in c[1] else "") for c in CASES])
 def test_bad_input_gives_its_status_message_and_row_accounting(
     case, extra, status, message, counts, reasons, tmp_path, monkeypatch, capsys
 ):
