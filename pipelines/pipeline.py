@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipelines.accounting import ROW_FATES, row_accounting  # noqa: F401  (re-exported)
 from pipelines.cleaning.config import CleaningConfig
 from pipelines.compute.dask_cluster import DaskConfig
 from pipelines.constants import DEFAULT_EXPERIMENT
@@ -280,37 +281,6 @@ def open_tracking(config: PipelineConfig, run_key: str, tracking_uri: str | None
     uri, experiment_id = configure_mlflow(tracking_uri, config.experiment)
     parent = open_parent_run(run_key, experiment_id, params=config.model_dump(mode="json"))
     return {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
-
-
-#: Where every input row went; ``rows_in`` is the sum of the others (:func:`row_accounting`).
-ROW_FATES = ("rows_train", "rows_test", "rows_validation", "rows_quarantined", "duplicates_dropped",
-             "kcore_dropped", "below_min_rating", "cold_test_rows")
-
-
-def row_accounting(cleaned: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-                   features: Mapping[str, Any] | None = None) -> dict[str, int]:
-    """Every input row's fate, summed over the cleaning results (two for a given train/test split).
-
-    With the features result, ``rows_in == sum(ROW_FATES)``: rows used for train, test and
-    validation, quarantined, duplicates, dropped by k-core, below ``min_rating``, and held-out
-    rows dropped as cold.
-
-    Raises:
-        RuntimeError: the counts do not add up (a bug: some step lost or invented rows).
-    """
-    parts = [cleaned] if isinstance(cleaned, Mapping) else list(cleaned)
-    keys = ("rows_in", "rows_clean", "rows_quarantined", "duplicates_dropped", "kcore_dropped")
-    out = {key: sum(int(part[key]) for part in parts) for key in keys}
-    if features is None:
-        return out
-    out.update(
-        rows_train=int(features["n_train"]), rows_test=int(features["n_test"]),
-        rows_validation=int(features["n_validation"]), below_min_rating=int(features.get("below_min_rating", 0)),
-        cold_test_rows=int(features.get("cold_dropped", 0)),
-    )
-    if out["rows_in"] != sum(out[fate] for fate in ROW_FATES):
-        raise RuntimeError(f"row accounting does not add up: {out}")
-    return out
 
 
 def log_row_accounting(tracking: Mapping[str, str], lineage: Mapping[str, Any]) -> None:

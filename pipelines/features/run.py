@@ -244,8 +244,12 @@ def _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, ite
             "cold_dropped": parts.cold_dropped,
             "below_min_rating": n_rows - len(frame),
         }
+        rows = _row_accounting(inputs, counts)
+        if rows is not None:  # the whole run's identity, complete from this step on
+            write_json(partial / "report.json", {"rows": rows})
         manifest = {
             **counts,
+            "rows": rows,
             # n_interactions == n_train + n_test + n_validation + cold_dropped + below_min_rating
             "n_interactions": n_rows,
             "n_item_features": 0 if item_features is None else len(item_features[1]),
@@ -258,6 +262,20 @@ def _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, ite
     log.info("features %s: %s", out, counts)
     returned = ("n_users", "n_items", "n_train", "n_test", "n_validation", "cold_dropped", "below_min_rating")
     return {"features_uri": str(out), **{key: counts[key] for key in returned}}
+
+
+def _row_accounting(inputs: dict[str, Any], counts: dict[str, Any]) -> dict[str, int] | None:
+    """Every input row's fate (:func:`pipelines.accounting.row_accounting`) from the clean
+    partitions' manifests and this step's counts; None when a manifest lacks the counts."""
+    import json
+
+    from pipelines.accounting import row_accounting
+
+    uris = [inputs[key] for key in ("clean_uri", "train_clean_uri", "test_clean_uri") if inputs.get(key)]
+    manifests = [json.loads((require_partition(uri) / "manifest.json").read_text()) for uri in uris]
+    if not all("rows_in" in manifest for manifest in manifests):
+        return None
+    return row_accounting(manifests, counts)
 
 
 def _content_features(

@@ -94,6 +94,7 @@ def test_bad_input_gives_its_status_message_and_row_accounting(
     rows = json.loads(out)["rows"]
     assert rows["rows_in"] == sum(rows[fate] for fate in ROW_FATES)
     assert {key: rows[key] for key in counts} == counts
+    assert json.loads((tmp_path / "lake" / "features" / key / "report.json").read_text())["rows"] == rows
     report = json.loads((tmp_path / "lake" / "clean" / key / "report.json").read_text())
     assert report["reasons"] == reasons
     quarantine = pd.read_parquet(tmp_path / "lake" / "clean" / key / "quarantine")
