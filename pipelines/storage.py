@@ -69,7 +69,8 @@ def _acquire(target: Path) -> Path:
             if pid != me["pid"] and (not same_host or _alive(pid)):
                 raise PartitionBusyError(
                     f"partition {target} is being written by process {pid} on {holder.get('host', '?')}; "
-                    "wait for it, or give this run another run key (--run-name)"
+                    f"wait for it, or give this run another run key (--run-name); if that process is gone, "
+                    f"delete {lock}"
                 ) from None
             lock.unlink(missing_ok=True)  # left by a dead (killed) attempt: ours now
             continue
