@@ -17,7 +17,6 @@ popularity, which is why ``context`` scoring ranks far better than ``cosine`` on
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -25,8 +24,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from pipelines.features.order import check_interaction_order, time_ordered_sequences
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
-from pipelines.models.sparse_inputs import check_seen, check_train
+from pipelines.models.base import IterationCallback, ModelConfig, Recommender
+from pipelines.models.sparse_inputs import check_seen
 
 log = logging.getLogger(__name__)
 
@@ -87,36 +86,28 @@ class Item2VecRecommender(Recommender):
     uses_interaction_order: ClassVar[bool] = True
     config: Item2VecConfig
 
-    def __init__(self, config: Item2VecConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.item_vectors_: np.ndarray | None = None
-        self.context_vectors_: np.ndarray | None = None
-        self.has_vector_: np.ndarray | None = None
-        self.user_vectors_: np.ndarray | None = None
-        self.item_popularity_: np.ndarray | None = None
+    item_vectors_: np.ndarray | None = None
+    context_vectors_: np.ndarray | None = None
+    has_vector_: np.ndarray | None = None
+    user_vectors_: np.ndarray | None = None
 
-    def fit(
+    def _fit(
         self,
         train: sp.csr_matrix,
         *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
+        callback: IterationCallback | None,
         interaction_order: sp.csr_matrix | None = None,
-    ) -> "Item2VecRecommender":
-        """Learn item vectors from each user's items in ``interaction_order``; returns self.
-
-        ``interaction_order`` (users x items, the pattern of ``train``, values = 1-based time
-        rank) gives the sentences' order; without it each user's items are shuffled with the
-        seed and a warning says so. ``callback(epoch, loss)`` is called after each epoch with
-        gensim's running loss for it. ``item_features`` and ``validation`` are unused. Raises
-        TypeError/ValueError for a bad ``train`` or an order that does not match it.
-        """
+        **unused: Any,
+    ) -> None:
+        """Learn item vectors from each user's items in ``interaction_order`` (without it each
+        user's items are shuffled with the seed and a warning says so). ``callback(epoch, loss)``
+        follows each epoch with gensim's running loss for it. Raises ValueError for an order that
+        does not match ``train`` or a ``min_count`` no item reaches."""
         from gensim.models import Word2Vec
         from gensim.models.callbacks import CallbackAny2Vec
 
         cfg = self.config
-        matrix = check_train(train, self.name)
+        matrix = train
         sequences = time_ordered_sequences(matrix, interaction_order, cfg.seed, self.name)
         sentences = [chunk for seq in sequences for chunk in _chunks(seq.tolist(), _MAX_SENTENCE) if chunk]
         counts = np.diff(matrix.tocsc().indptr)
@@ -138,7 +129,6 @@ class Item2VecRecommender(Recommender):
                 if callback is not None:
                     callback(len(losses) - 1, losses[-1])
 
-        started = time.perf_counter()
         w2v = Word2Vec(
             sentences=sentences,
             vector_size=cfg.vector_size,
@@ -157,7 +147,7 @@ class Item2VecRecommender(Recommender):
             compute_loss=True,
             callbacks=[_EpochEnd()],
         )
-        n_users, n_items = matrix.shape
+        n_items = matrix.shape[1]
         keys = np.asarray(w2v.wv.index_to_key, dtype=np.int64)
         self.item_vectors_ = np.zeros((n_items, cfg.vector_size), dtype=np.float32)
         self.context_vectors_ = np.zeros((n_items, cfg.vector_size), dtype=np.float32)
@@ -166,14 +156,8 @@ class Item2VecRecommender(Recommender):
         self.has_vector_ = np.zeros(n_items, dtype=bool)
         self.has_vector_[keys] = True
         self.user_vectors_ = np.stack([self._user_vector(seq) for seq in sequences])
-        self.item_popularity_ = item_popularity(matrix)
         self.training_loss_ = losses
-        self.n_users, self.n_items = n_users, n_items
-        log.info(
-            "fit item2vec: %d items with vectors of %d, %d sentences, %.2fs",
-            len(keys), n_items, len(sentences), time.perf_counter() - started,
-        )
-        return self
+        log.debug("item2vec: %d items with vectors of %d, %d sentences", len(keys), n_items, len(sentences))
 
     def score_new_users(
         self, seen: sp.csr_matrix, *, interaction_order: sp.csr_matrix | None = None

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from pipelines.models.deep.multvae import MultVaeConfig
+from pipelines.models.deep.config import MultVaeConfig
 
 
 def sparse_rows(rows: sp.csr_matrix, device: torch.device) -> torch.Tensor:
