@@ -29,9 +29,10 @@ from pipelines.models.sparse_inputs import check_seen, csr_from_state, csr_state
 
 log = logging.getLogger(__name__)
 
-# Choosing lambda on validation: share of each user's items held out, most users scored, the
-# candidate multiples of the mean Gram diagonal (1/32 to 128, a factor 2 apart), and the
-# multiple used when nothing can be held out.
+# Choosing lambda on validation: carves averaged, share of each user's items held out, most users
+# scored per carve, the candidate multiples of the mean Gram diagonal (1/32 to 128, a factor 2
+# apart), and the multiple used when nothing can be held out.
+_CARVES = 2
 _CARVE_FRACTION = 0.2
 _VALIDATION_USERS = 2_000
 _GRID = tuple(2.0**k for k in range(-5, 8))
@@ -128,30 +129,35 @@ class EaseRecommender(Recommender):
 
 
 def choose_regularization(user_items: sp.csr_matrix, seed: int) -> float:
-    """The ``lambda`` with the best validation nDCG@10 on a seeded carve of ``user_items``, for all of it.
+    """The ``lambda`` with the best validation nDCG@10 on seeded carves of ``user_items``, for all of it.
 
-    Holds out ``_CARVE_FRACTION`` of each user's items, then scores candidates on a log grid
-    relative to the mean diagonal of the carved Gram matrix ``G = X^T X`` (the scale of
-    ``lambda``: it grows with interactions per item), a factor 2 apart, then the half-steps around
-    the best. One eigendecomposition serves every candidate (:class:`_SpectralEase`). The best
-    multiple of the mean diagonal is returned times the mean diagonal of the full matrix, so the
-    choice carries from the carve (fewer interactions) to the refit on all of ``user_items``.
+    Each of ``_CARVES`` carves holds out ``_CARVE_FRACTION`` of each user's items; candidates on a
+    log grid relative to the mean diagonal of the carved Gram matrix ``G = X^T X`` (the scale of
+    ``lambda``: it grows with interactions per item and with the confidence scale), a factor 2
+    apart, then the half-steps around the best, are scored by their nDCG@10 averaged over the
+    carves (one carve alone is noisy on small data). One eigendecomposition per carve serves every
+    candidate (:class:`_SpectralEase`). The best multiple is returned times the mean diagonal of
+    the full matrix, so the choice carries from the carves to the refit on all of ``user_items``.
     """
     from pipelines.models.validation import ValidationSet, carve_holdout, validation_ndcg
 
-    split_rng, sample_rng = seeding.rng(seed).spawn(2)
-    kept, held = carve_holdout(user_items, _CARVE_FRACTION, split_rng)
-    validation = ValidationSet.build(kept, held, _VALIDATION_USERS, sample_rng)
+    scorers = []
+    for rng in seeding.rng(seed).spawn(_CARVES):
+        kept, held = carve_holdout(user_items, _CARVE_FRACTION, rng)
+        validation = ValidationSet.build(kept, held, _VALIDATION_USERS, rng)
+        if validation is not None:
+            scorers.append((_SpectralEase(kept), kept, _mean_gram_diagonal(kept), validation))
     full_scale = _mean_gram_diagonal(user_items)
-    if validation is None:  # nobody has two items: nothing to validate on
+    if not scorers:  # nobody has two items: nothing to validate on
         return _FALLBACK_MULTIPLE * full_scale
-    spectral = _SpectralEase(kept)
-    scale = _mean_gram_diagonal(kept)
     measured: dict[float, float] = {}
 
     def ndcg(multiple: float) -> float:
         if multiple not in measured:
-            measured[multiple] = validation_ndcg(lambda users: spectral.scores(kept[users], multiple * scale), validation)
+            measured[multiple] = float(np.mean([
+                validation_ndcg(lambda users: spectral.scores(kept[users], multiple * scale), validation)
+                for spectral, kept, scale, validation in scorers
+            ]))
         return measured[multiple]
 
     best = max(_GRID, key=ndcg)
