@@ -33,13 +33,7 @@ log = logging.getLogger(__name__)
 
 class AlsConfig(ModelConfig):
     """Hyperparameters of :class:`AlsRecommender`, then its runtime options.
-
-    Defaults were tuned on MovieLens latest-small (per-user random 75/25 split, nDCG@10 with
-    training items excluded) with binary confidences upstream (weighting scheme ``none``):
-    nDCG@10 0.376 at ``regularization=10``, 0.356 at 5, 0.366 at 15, against 0.331 at implicit's
-    0.01 and 0.207 for popularity. Far stronger regularization (50 there) collapses the model
-    to popularity. The penalty is not scaled by interaction counts, so with larger confidences
-    (``1 + alpha * r``, BM25) the best value moves with their scale: retune when changing them.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     factors: int = Field(64, ge=1, le=1024)

@@ -133,7 +133,9 @@ class Recommender(ABC):
         if self.requires_item_features:
             sparse_inputs.require_item_features(item_features, self.name)
         held_out = sparse_inputs.checked_validation(validation, matrix.shape, self.name) if self.uses_validation else None
-        self.n_users = self.n_items = 0
+        # Sizes are set first so a family can score while it trains (validation); a failure
+        # leaves the model unfitted.
+        self.n_users, self.n_items = matrix.shape
         self.item_popularity_ = item_popularity(matrix)
         started = time.perf_counter()
         try:
@@ -142,7 +144,6 @@ class Recommender(ABC):
         except BaseException:
             self.n_users = self.n_items = 0
             raise
-        self.n_users, self.n_items = matrix.shape
         self.fit_seconds_ = time.perf_counter() - started
         details = "".join(f", {key} {value:g}" if isinstance(value, float) else f", {key} {value}"
                           for key, value in self.fitted_params().items())
@@ -173,8 +174,8 @@ class Recommender(ABC):
         """Learn from the checked ``train``; :meth:`fit` documents the arguments.
 
         ``train`` is a canonical CSR copy the family may keep; ``validation`` is None or binary
-        positives of the same shape (families with ``uses_validation``). ``item_popularity_`` is
-        already set; ``n_users`` and ``n_items`` are set when this returns.
+        positives of the same shape (families with ``uses_validation``). ``n_users``, ``n_items``
+        and ``item_popularity_`` are already set.
         """
 
     @abstractmethod

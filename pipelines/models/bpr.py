@@ -39,12 +39,7 @@ _MAX_STEP = 1.0
 
 class BprConfig(ModelConfig):
     """Hyperparameters of :class:`BprRecommender`.
-
-    Tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42, nDCG@10 with
-    training items excluded): 0.319 at the defaults, against 0.297 with 64 factors and 60 epochs
-    and 0.207 for popularity; validation nDCG was still creeping up at 100 epochs. The weighting
-    scheme does not matter (only positive entries count). See the table in
-    :mod:`tests.models.test_model_bpr`.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     factors: int = Field(128, ge=1, le=1024)
@@ -101,8 +96,6 @@ class BprRecommender(Recommender):
         self.user_factors_, self.item_factors_, self.item_biases_ = factors
         sampler = _TripleSampler(train)
         held_out = None if validation is None else ValidationSet.build(train, validation, n_users, rng)
-        # Validation scores with the current factors, so the model counts as fitted while it trains.
-        self.n_users, self.n_items = n_users, n_items
         history = train_epochs(
             lambda epoch: _sgd_epoch(sampler, *factors, cfg, rng),
             None if held_out is None else (lambda: validation_ndcg(self._score_block, held_out)),

@@ -29,13 +29,7 @@ from pipelines.models.sparse_inputs import check_seen, csr_from_state, csr_state
 
 class ContentConfig(ModelConfig):
     """Hyperparameters of :class:`ContentRecommender` (``seed`` is unused: it is deterministic).
-
-    Defaults were tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42,
-    nDCG@10 with training items excluded, features from movies.csv and tags.csv; popularity
-    scores 0.207 there). Mean profiles: popularity exponent 0 (pure content) 0.009, 0.5 0.199,
-    1 0.221, 1.5 0.226 (the default), 2 0.224; binary and value weighting within 0.001. Ridge
-    profiles: 0.105 pure, 0.252 at exponent 1, 0.257 at 1.5, for a features x features solve at
-    fit (seconds for MovieLens' 4,000 kept features) and again when a saved model is loaded.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     user_profile: Literal["mean", "ridge"] = "mean"

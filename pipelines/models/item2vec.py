@@ -35,15 +35,7 @@ _MAX_SENTENCE = 10_000
 
 class Item2VecConfig(ModelConfig):
     """Hyperparameters of :class:`Item2VecRecommender`.
-
-    Defaults were tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42,
-    nDCG@10 with training items excluded, items in time order): 0.344 against 0.207 for
-    popularity and 0.376 for ALS. Uniform negative sampling (``ns_exponent=0``) matters most, as
-    Caselles-Dupré et al. (2018) found for recommendation data: word2vec's 0.75 scores 0.116
-    (window 5, 10 epochs), 0 scores 0.263 there. Then window 10 over 5 (0.294), 20 epochs over
-    10 (0.337) and learning rate 0.05 (0.344); a window of 20 or 40 epochs gain nothing more.
-    Averaging the whole history beats the last 50 items (0.304) or 10 (0.233), and scoring with
-    the context vectors beats the input vectors' cosine (0.009).
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     vector_size: int = Field(64, ge=2, le=1024)

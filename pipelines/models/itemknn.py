@@ -30,12 +30,7 @@ log = logging.getLogger(__name__)
 
 class ItemKnnConfig(ModelConfig):
     """Hyperparameters of :class:`ItemKnnRecommender`, then its runtime options (``seed`` is unused).
-
-    Tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42, nDCG@10 with
-    training items excluded) with BM25 input (implicit's k1 100, b 0.8): 0.366 at the defaults,
-    against 0.308 at best with binary input (20 neighbours, shrinkage 50) and 0.207 for
-    popularity. ``shrinkage`` is in units of the input's scale: retune it with the weighting. See
-    the table in :mod:`tests.models.test_model_itemknn`.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     neighbours: int = Field(400, ge=1, le=10_000)

@@ -27,11 +27,7 @@ log = logging.getLogger(__name__)
 
 class NmfConfig(ModelConfig):
     """Hyperparameters of :class:`NmfRecommender` (scikit-learn's ``NMF`` with ``solver="cd"``).
-
-    Tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42, nDCG@10 with
-    training items excluded) with binary input: 0.359 at the defaults (converged in about 150
-    iterations), 0.314 without regularization, against 0.207 for popularity. See the table in
-    :mod:`tests.models.test_model_nmf`.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     factors: int = Field(64, ge=1, le=2048)

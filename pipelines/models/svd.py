@@ -24,11 +24,7 @@ from pipelines.models.sparse_inputs import check_seen
 
 class SvdConfig(ModelConfig):
     """Hyperparameters of :class:`SvdRecommender`, then its runtime options.
-
-    Tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42, nDCG@10 with
-    training items excluded): 0.352 with binary input at ``factors=40`` (0.357 with ``linear``
-    weighting, 1 + rating), against 0.207 for popularity; neighbouring ``factors`` move it by about
-    0.005. See the table in :mod:`tests.models.test_model_svd`.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     factors: int = Field(40, ge=1, le=4096)

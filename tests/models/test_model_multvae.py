@@ -21,7 +21,6 @@ from pipelines.evaluation.metrics import ranking_metrics  # noqa: E402
 from pipelines.models import create_model, load_model  # noqa: E402
 from pipelines.models.deep.multvae import MultVaeConfig, MultVaeRecommender  # noqa: E402
 from pipelines.models.deep.training import load_checkpoint  # noqa: E402
-from tests.models.test_model_movielens import movielens_split, ndcg_at_10  # noqa: E402,F401  (fixture)
 
 FAST = {"epochs": 8, "encoder_dims": (32,), "latent_dim": 8, "batch_size": 32, "num_threads": 1}
 
@@ -158,17 +157,3 @@ def test_fits_on_cuda_like_on_the_cpu(planted):
     assert ndcg(gpu.score(users), planted.train, planted.test) == pytest.approx(
         ndcg(cpu.score(users), planted.train, planted.test), abs=0.05
     )
-
-
-@pytest.mark.slow
-def test_defaults_on_movielens(movielens_split):
-    """Default hyperparameters on MovieLens latest-small (protocol of test_model_movielens.py).
-
-    Measured nDCG@10 0.365 (popularity 0.207, ALS 0.376).
-    """
-    train, test = movielens_split
-    started = time.perf_counter()
-    model = create_model("multvae").fit(train)
-    seconds = time.perf_counter() - started
-    ndcg = ndcg_at_10(model, train, test)
-    assert ndcg >= 0.34, f"Mult-VAE nDCG@10 {ndcg:.4f} below the 0.34 floor (fit {seconds:.0f}s, {len(model.training_loss_)} epochs)"

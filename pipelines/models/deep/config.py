@@ -14,6 +14,8 @@ from pydantic import Field
 
 from pipelines.models.base import ModelConfig
 
+#: Share of Mult-VAE's epochs over which its KL weight anneals when ``anneal_steps`` is None.
+ANNEAL_SHARE = 0.4
 FULL_SOFTMAX_MAX_ITEMS = 5_000  # the sequence model's "auto" loss samples above this catalog size
 _Width = Annotated[int, Field(ge=1, le=65_536)]
 
@@ -60,13 +62,7 @@ class DeepModelConfig(ModelConfig):
 
 class NcfConfig(DeepModelConfig):
     """Hyperparameters of :class:`NcfRecommender` (then the shared loop's, then runtime options).
-
-    Defaults were tuned on MovieLens latest-small (per-user random 75/25 split, seed 42, nDCG@10
-    with training items excluded; ``tests/models/test_model_ncf.py`` holds the measured floor).
-    There the history input beat per-user id embeddings (best epochs 0.34 against 0.30, same
-    loss), the sampled softmax with 1,000 shared negatives beat BPR with 4 (0.36 against 0.31;
-    300 negatives fell short), strong embedding regularization held off overfitting (0.1; 0.01
-    peaked lower and decayed sooner), and one 64-wide ReLU tower layer hurt (0.28).
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     embedding_dim: int = Field(64, ge=1, le=4_096)
@@ -105,14 +101,7 @@ class NcfConfig(DeepModelConfig):
 
 class MultVaeConfig(DeepModelConfig):
     """Hyperparameters of :class:`MultVaeRecommender` (then the shared loop's, then runtime options).
-
-    Defaults were tuned on MovieLens latest-small (per-user random 75/25 split, seed 42, nDCG@10
-    with training items excluded; ``tests/models/test_model_multvae.py`` holds the measured
-    floor). The paper's network (``encoder_dims=(600,)``, latent 200, tanh) peaked near 0.34
-    there and overfitted after: 610 users cannot fit a 9.7k x 600 layer twice over. Without
-    hidden layers (a linear encoder and decoder around the Gaussian latent) it reached 0.37 in
-    a third of the time, so that is the default; on catalogues with many more users, try the
-    paper's ``(600,)``.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     encoder_dims: tuple[_Width, ...] = Field((), max_length=8)
@@ -126,10 +115,11 @@ class MultVaeConfig(DeepModelConfig):
     """Dropout on the normalised input row during training (the denoising that makes it work)."""
     beta_cap: float = Field(0.2, ge=0.0, le=10.0, allow_inf_nan=False)
     """Largest weight of the KL term (the paper's anneal cap)."""
-    anneal_steps: int = Field(300, ge=0, le=100_000_000)
+    anneal_steps: int | None = Field(None, ge=0, le=100_000_000)
     """Optimizer steps over which the KL weight grows linearly from 0 to ``beta_cap`` (0:
-    ``beta_cap`` from the first step). 300 is about 30 epochs of MovieLens latest-small at the
-    default batch size; the paper used 200,000 steps on MovieLens 20M."""
+    ``beta_cap`` from the first step). None: the steps of the first ``ANNEAL_SHARE`` of
+    ``epochs``, so the schedule spans the same share of training whatever the number of users
+    (a count of steps means many epochs on small data and a fraction of one on large data)."""
 
     epochs: int = Field(80, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1, le=1_000_000)
@@ -140,23 +130,19 @@ class MultVaeConfig(DeepModelConfig):
         """The decoder's hidden widths (``decoder_dims``, or the encoder's reversed)."""
         return tuple(reversed(self.encoder_dims)) if self.decoder_dims is None else self.decoder_dims
 
-    def beta(self, step: int) -> float:
-        """KL weight at optimizer step ``step`` (0-based)."""
-        if self.anneal_steps == 0:
+    def beta(self, step: int, steps_per_epoch: int = 1) -> float:
+        """KL weight at optimizer step ``step`` (0-based), with ``steps_per_epoch`` for the default schedule."""
+        anneal = self.anneal_steps
+        if anneal is None:
+            anneal = max(1, round(ANNEAL_SHARE * self.epochs * steps_per_epoch))
+        if anneal == 0:
             return self.beta_cap
-        return min(self.beta_cap, self.beta_cap * step / self.anneal_steps)
+        return min(self.beta_cap, self.beta_cap * step / anneal)
 
 
 class SequenceConfig(DeepModelConfig):
     """Hyperparameters of :class:`SequenceRecommender`, then its runtime options.
-
-    Defaults were tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42,
-    nDCG@10 with training items excluded, items in time order; popularity 0.207, ALS 0.376):
-    0.264 after 8 epochs (0.215 after 4, 0.247 after 6, 0.249 after 10: it overfits) with
-    ``mean`` scoring over up to 2,000 items of history (0.236 over 200). On the temporal
-    leave-last-one-out split the same training scores nDCG@10 0.050 / HR@10 0.097 with
-    ``last`` scoring and 0.027 / 0.057 with ``mean``; popularity 0.019 / 0.041. Sampled
-    softmax (MovieLens has 9.7k items) throughout: full softmax was ~8x slower per step.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     embedding_dim: int = Field(64, ge=2, le=2048)

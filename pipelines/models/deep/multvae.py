@@ -62,6 +62,7 @@ class MultVaeRecommender(TorchRecommender):
             matrix, validation, cfg.validation_fraction, cfg.validation_users, split_rng
         )
         active_users = np.flatnonzero(np.diff(fit_matrix.indptr) > 0)  # empty rows teach nothing
+        steps_per_epoch = -(-len(active_users) // cfg.batch_size)
         step = 0
 
         with training.torch_session(cfg) as device:
@@ -77,7 +78,7 @@ class MultVaeRecommender(TorchRecommender):
                 order = order_rng.permutation(active_users)
                 for start in range(0, len(order), cfg.batch_size):
                     users = order[start : start + cfg.batch_size]
-                    loss = module(rows_of(users), cfg.beta(step))
+                    loss = module(rows_of(users), cfg.beta(step, steps_per_epoch))
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
