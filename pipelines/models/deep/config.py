@@ -27,8 +27,9 @@ class DeepModelConfig(ModelConfig):
     """Most passes over the training data; early stopping may end sooner."""
     batch_size: int = Field(512, ge=1, le=1_000_000)
     """Examples per optimizer step (interactions for NCF, users for Mult-VAE)."""
-    learning_rate: float = Field(1e-3, gt=0.0, le=10.0, allow_inf_nan=False)
-    """Adam's step size."""
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0, allow_inf_nan=False)
+    """Adam's step size. Adam moves each weight by about this much per step whatever the
+    gradient's scale, so values above 1 only diverge and are refused."""
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     """Adam's L2 weight decay on the dense weights (NCF's embedding tables are regularized by
     its ``l2_regularization`` instead)."""
@@ -96,7 +97,7 @@ class NcfConfig(DeepModelConfig):
 
     epochs: int = Field(30, ge=1, le=10_000)
     batch_size: int = Field(1_024, ge=1, le=1_000_000)
-    learning_rate: float = Field(5e-3, gt=0.0, le=10.0, allow_inf_nan=False)
+    learning_rate: float = Field(5e-3, gt=0.0, le=1.0, allow_inf_nan=False)
 
 
 class MultVaeConfig(DeepModelConfig):
@@ -123,7 +124,7 @@ class MultVaeConfig(DeepModelConfig):
 
     epochs: int = Field(80, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1, le=1_000_000)
-    learning_rate: float = Field(2e-3, gt=0.0, le=10.0, allow_inf_nan=False)
+    learning_rate: float = Field(2e-3, gt=0.0, le=1.0, allow_inf_nan=False)
     patience: int = Field(10, ge=1, le=1_000)
 
     def decoder_widths(self) -> tuple[int, ...]:
