@@ -161,7 +161,6 @@ class Recommender(ABC):
         return {}
 
     # -- to implement -------------------------------------------------------------
-    @abstractmethod
     def _fit(
         self,
         train: sp.csr_matrix,
@@ -177,6 +176,7 @@ class Recommender(ABC):
         positives of the same shape (families with ``uses_validation``). ``n_users``, ``n_items``
         and ``item_popularity_`` are already set.
         """
+        raise NotImplementedError(f"{type(self).__name__} implements neither _fit nor fit")
 
     @abstractmethod
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
