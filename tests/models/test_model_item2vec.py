@@ -7,7 +7,6 @@ import pytest
 import scipy.sparse as sp
 from pydantic import ValidationError
 
-from pipelines.models import create_model
 from pipelines.models.item2vec import Item2VecRecommender
 
 

@@ -27,7 +27,6 @@ import scipy.sparse as sp
 from pydantic import ValidationError
 
 from pipelines.errors import ConfigError
-from pipelines.features.weighting import WeightingConfig, apply_weighting
 from pipelines.models import create_model, load_model
 from pipelines.models.itemknn import ItemKnnConfig, ItemKnnRecommender, top_k_cosine
 

@@ -7,7 +7,6 @@ The MovieLens acceptance test is marked slow.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed (the deep mo
 from pipelines.errors import ConfigError  # noqa: E402
 from pipelines.evaluation.metrics import ranking_metrics  # noqa: E402
 from pipelines.models import create_model, load_model  # noqa: E402
+from pipelines.models.deep.config import ANNEAL_SHARE  # noqa: E402
 from pipelines.models.deep.multvae import MultVaeConfig, MultVaeRecommender  # noqa: E402
 from pipelines.models.deep.training import load_checkpoint  # noqa: E402
 
@@ -41,6 +41,11 @@ def test_kl_weight_anneals_linearly_to_its_cap():
     config = MultVaeConfig(beta_cap=0.2, anneal_steps=100)
     assert [config.beta(step) for step in (0, 50, 100, 1_000)] == pytest.approx([0.0, 0.1, 0.2, 0.2])
     assert MultVaeConfig(beta_cap=0.3, anneal_steps=0).beta(0) == 0.3
+    # Default: the same share of the epochs whatever the data size (steps per epoch).
+    for steps_per_epoch in (3, 300):
+        default = MultVaeConfig(beta_cap=0.2, epochs=10)
+        half_way = round(ANNEAL_SHARE * 10 * steps_per_epoch / 2)
+        assert default.beta(half_way, steps_per_epoch) == pytest.approx(0.1, rel=0.02)
 
 
 def test_decoder_mirrors_the_encoder_unless_given():

@@ -25,7 +25,6 @@ import scipy.sparse as sp
 from pydantic import ValidationError
 
 from pipelines.errors import ConfigError
-from pipelines.features.weighting import apply_weighting
 from pipelines.models import create_model, load_model
 from pipelines.models.nmf import NmfRecommender
 

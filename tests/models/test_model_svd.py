@@ -27,7 +27,6 @@ from pydantic import ValidationError
 
 from pipelines.compute.backend import ArrayBackend, gpu_available
 from pipelines.errors import ConfigError
-from pipelines.features.weighting import apply_weighting
 from pipelines.models import create_model, load_model
 from pipelines.models import svd as svd_module
 from pipelines.models.svd import SvdRecommender
