@@ -135,7 +135,8 @@ def choose_regularization(user_items: sp.csr_matrix, seed: int) -> float:
     log grid relative to the mean diagonal of the carved Gram matrix ``G = X^T X`` (the scale of
     ``lambda``: it grows with interactions per item and with the confidence scale), a factor 2
     apart, then the half-steps around the best, are scored by their nDCG@10 averaged over the
-    carves (one carve alone is noisy on small data). One eigendecomposition per carve serves every
+    carves (one carve alone is noisy on small data; from ``_VALIDATION_USERS`` users on, one
+    carve is used). One eigendecomposition per carve serves every
     candidate (:class:`_SpectralEase`). The best multiple is returned times the mean diagonal of
     the full matrix, so the choice carries from the carves to the refit on all of ``user_items``.
     """
@@ -147,6 +148,8 @@ def choose_regularization(user_items: sp.csr_matrix, seed: int) -> float:
         validation = ValidationSet.build(kept, held, _VALIDATION_USERS, rng)
         if validation is not None:
             scorers.append((_SpectralEase(kept), kept, _mean_gram_diagonal(kept), validation))
+        if validation is not None and len(validation.users) >= _VALIDATION_USERS:
+            break  # enough users for a steady estimate from one carve: spare the next eigendecomposition
     full_scale = _mean_gram_diagonal(user_items)
     if not scorers:  # nobody has two items: nothing to validate on
         return _FALLBACK_MULTIPLE * full_scale
