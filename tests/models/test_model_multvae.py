@@ -73,7 +73,7 @@ def test_fold_in_is_the_known_user_computation(fitted, planted):
     np.testing.assert_allclose(fitted.score_new_users(planted.train[users]), fitted.score(users), rtol=1e-5, atol=1e-6)
     empty = fitted.score_new_users(sp.csr_matrix((2, planted.n_items), dtype=np.float32))
     np.testing.assert_array_equal(empty, np.tile(fitted.item_popularity_, (2, 1)))
-    with pytest.raises(ValueError, match="seen has 5 item columns but the model was fit on 150"):
+    with pytest.raises(ValueError, match=r"seen must have one column per item of the model \(150\)"):
         fitted.score_new_users(sp.csr_matrix((1, 5)))
     with pytest.raises(TypeError, match="seen must be a SciPy sparse matrix"):
         fitted.score_new_users(np.ones((1, planted.n_items)))

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
 from pipelines.models.base import Recommender
+from pipelines.models.sparse_inputs import check_seen
 
 _STATE_PREFIX = "module."
 
@@ -26,6 +28,17 @@ class TorchRecommender(Recommender):
     validation_ndcg_: list[float] = []  # replaced, never appended to, by each fit
     best_epoch_: int = -1
     module_state_: dict[str, np.ndarray] = {}
+
+    def _seed_rows(self, seen: Any, dtype: Any = np.float32) -> sp.csr_matrix:
+        """New users' seed items (rows of ``seen``) as binary CSR, as training read them.
+
+        Raises TypeError for a non-sparse ``seen``, ValueError for another number of items or a
+        non-finite value (as :func:`~pipelines.models.sparse_inputs.check_seen` does for every family).
+        """
+        rows = check_seen(seen, self.n_items, dtype)
+        rows.data = (rows.data > 0).astype(dtype)
+        rows.eliminate_zeros()
+        return rows
 
     def _keep(self, history: Any, module: Any) -> None:
         """Record the loop's ``history`` and export ``module``'s weights (the best epoch's)."""

@@ -137,17 +137,11 @@ class MultVaeRecommender(TorchRecommender):
         """Scores for new users from their seed items (rows of ``seen``, n_new x n_items).
 
         The same computation as for a training user: encode the seed row, decode the posterior
-        mean. Users without a positive seed item get popularity. Raises TypeError for a
-        non-sparse ``seen`` and ValueError when it has another number of items.
+        mean. Users without a positive seed item get popularity. Raises as
+        :meth:`~pipelines.models.deep.base.TorchRecommender._seed_rows` does.
         """
         self._check_fitted()
-        if not sp.issparse(seen):
-            raise TypeError(f"seen must be a SciPy sparse matrix (new users x items), got {type(seen).__name__}")
-        if seen.shape[1] != self.n_items:
-            raise ValueError(f"seen has {seen.shape[1]} item columns but the model was fit on {self.n_items} items")
-        seeds = sp.csr_matrix(seen, dtype=np.float32, copy=True)
-        seeds.data = (np.nan_to_num(seeds.data) > 0).astype(np.float32)
-        seeds.eliminate_zeros()
+        seeds = self._seed_rows(seen)
         scores = self._decode(self._encode(seeds))
         scores[np.diff(seeds.indptr) == 0] = self._unknown_user_scores()
         return scores

@@ -120,10 +120,10 @@ class NcfRecommender(TorchRecommender):
         output space: ``min ||x - Q u||^2 + lambda ||u||^2`` for the binary seed row ``x`` and
         item vectors ``Q`` (lambda = ``fold_in_regularization``), ALS's least-squares fold-in.
         Scores are ``u . Q + item_bias_``; users without a positive seed item get popularity.
-        Raises TypeError for a non-sparse ``seen``, ValueError when it has another number of items.
+        Raises as :meth:`~pipelines.models.deep.base.TorchRecommender._seed_rows` does.
         """
         self._check_fitted()
-        seeds = _seed_rows(seen, self.n_items)
+        seeds = self._seed_rows(seen, np.float64)
         history = self.module_state_.get("history_embedding.weight")
         if history is not None:
             counts = np.maximum(np.diff(seeds.indptr), 1).astype(np.float32)
@@ -161,18 +161,6 @@ class NcfRecommender(TorchRecommender):
         self.item_vectors_ = state["item_vectors_"]
         self.item_bias_ = state["item_bias_"]
         self._load_training_state(state)
-
-
-def _seed_rows(seen: Any, n_items: int) -> sp.csr_matrix:
-    """New users' seed rows as binary float64 CSR; TypeError/ValueError on a bad ``seen``."""
-    if not sp.issparse(seen):
-        raise TypeError(f"seen must be a SciPy sparse matrix (new users x items), got {type(seen).__name__}")
-    if seen.shape[1] != n_items:
-        raise ValueError(f"seen has {seen.shape[1]} item columns but the model was fit on {n_items} items")
-    rows = sp.csr_matrix(seen, dtype=np.float64, copy=True)
-    rows.data = (np.nan_to_num(rows.data) > 0).astype(np.float64)
-    rows.eliminate_zeros()
-    return rows
 
 
 def _history(users: np.ndarray, source: sp.csr_matrix, device: Any) -> Any:
