@@ -24,7 +24,6 @@ from pipelines.errors import ModelNotFittedError
 
 log = logging.getLogger(__name__)
 
-# Called after each training iteration with (iteration, loss).
 # Called after each training iteration or epoch as callback(iteration, loss, metrics), where
 # ``metrics`` is None or a dict of validation metrics (e.g. {"ndcg@10": 0.31}) for that epoch.
 # Models without a validation metric may call callback(iteration, loss).
@@ -116,7 +115,7 @@ class Recommender(ABC):
         ignored by the others; ``interaction_order`` (a CSR matrix with the pattern of ``train``
         whose values are each interaction's 1-based time rank, see :mod:`pipelines.features.order`)
         is the one family extra, taken by ``uses_interaction_order`` families. Then the family's
-        :meth:`_fit` runs with BLAS held to the cores this process may use, timed and logged.
+        :meth:`_fit` runs with BLAS held to the idle cores, timed and logged.
         ``callback(iteration, loss[, metrics])`` follows each iteration or epoch.
 
         Raises TypeError for a non-sparse ``train`` or an extra the family does not take,
