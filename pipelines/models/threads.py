@@ -2,9 +2,10 @@
 
 BLAS libraries size their pools from the machine's core count, not the process's affinity or
 load, and their threads spin while they wait for each other: on two cores kept busy by other
-processes a 150 x 150 eigendecomposition took 0.9 s on two OpenBLAS threads and 7 ms on one.
+processes a 150 x 150 eigendecomposition took 0.9 s on two OpenBLAS threads and 7 ms on one,
+so a shared machine should set ``RECSYS_THREADS``.
 :meth:`Recommender.fit <pipelines.models.base.Recommender.fit>` therefore holds BLAS to
-:func:`idle_cores` (threadpoolctl) for every family; families with their own pools (ALS's block
+:func:`fit_threads` (threadpoolctl) for every family; families with their own pools (ALS's block
 workers, torch) narrow it further inside.
 """
 
@@ -14,6 +15,9 @@ import logging
 import os
 from contextlib import contextmanager
 from typing import Iterator
+
+from pipelines.constants import ENV_THREADS
+from pipelines.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -26,28 +30,32 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def idle_cores(requested: int) -> int:
-    """``requested`` threads, or for 0 the cores the 1-minute load average leaves idle (at least one).
+def fit_threads(requested: int = 0) -> int:
+    """``requested`` threads, else ``$RECSYS_THREADS``, else the cores this process may run on.
 
-    Threads that wait for each other at every operation (torch's OpenMP workers) are slower,
-    not faster, on cores other processes keep busy: 20 times, for a small model on two busy cores.
+    Never sized from the load average: the thread count changes the order of floating-point
+    sums in BLAS and torch, so a count that followed the load would make the same seed give
+    different models run to run. On a shared machine set ``RECSYS_THREADS`` (or a family's
+    ``num_threads``) instead.
     """
     if requested > 0:
         return requested
-    cores = available_cores()
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not available on this platform
-        busy = 0.0
-    threads = max(1, min(cores, int(cores - busy + 0.5)))
-    log.debug("threads: %d (%d cores, load average %.1f)", threads, cores, busy)
-    return threads
+    configured = os.environ.get(ENV_THREADS, "").strip()
+    if configured:
+        try:
+            value = int(configured)
+        except ValueError:
+            raise ConfigError(f"${ENV_THREADS} must be a positive integer, got {configured!r}") from None
+        if value < 1:
+            raise ConfigError(f"${ENV_THREADS} must be a positive integer, got {configured!r}")
+        return value
+    return available_cores()
 
 
 @contextmanager
 def blas_threads(limit: int | None = None) -> Iterator[None]:
-    """Hold every BLAS library loaded in this process to ``limit`` threads (default: the idle cores)."""
+    """Hold every BLAS library loaded in this process to ``limit`` threads (default: :func:`fit_threads`)."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=limit or idle_cores(0), user_api="blas"):
+    with threadpool_limits(limits=limit or fit_threads(), user_api="blas"):
         yield

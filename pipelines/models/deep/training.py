@@ -22,7 +22,7 @@ import torch
 from pipelines.compute.torch_device import resolve_torch_device
 from pipelines.models.base import IterationCallback
 from pipelines.models.deep.config import DeepModelConfig
-from pipelines.models.threads import idle_cores
+from pipelines.models.threads import fit_threads
 from pipelines.models.validation import TrainingHistory, ValidationSet, validation_ndcg
 from pipelines.models.validation import train_epochs as _train_epochs
 
@@ -36,7 +36,7 @@ def torch_session(config: DeepModelConfig) -> Iterator[torch.device]:
     """
     device = resolve_torch_device(config.device)
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(idle_cores(config.num_threads))
+    torch.set_num_threads(fit_threads(config.num_threads))
     cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=cuda_devices):
