@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from pipelines.compute.topk import top_k  # the product's one top-K (also imported from here)
+from pipelines.compute.topk import top_k, top_k_items  # the product's one top-K (top_k also imported from here)
 from pipelines.constants import ITEM, RANK, SCORE, USER
 from pipelines.models.base import Recommender
 
@@ -80,6 +80,9 @@ class RecommenderBundle:
         if exclude is None:
             # The model ranks in blocks through the shared top-K; seen rows are picked by index.
             return self.model.recommend(user_idx, k, exclude=self.seen)
+        shared = self.model._item_only_scores()
+        if shared is not None and (user_idx >= 0).all():
+            return top_k_items(shared, k, len(user_idx), exclude=exclude)
         scores = self.model.score(user_idx)  # a fresh float32 array: top_k may write -inf into it
         return top_k(scores, k, exclude=exclude)
 
