@@ -143,25 +143,31 @@ def annotate_partition(
         seconds.isna(),
         seconds > latest_allowed,
     ]
-    reason = np.select([c.to_numpy(dtype=bool) for c in conditions], list(REASONS), default="")
+    # The index of the first failing rule (0: passes); text only where a row was rejected.
+    codes = np.select([c.to_numpy(dtype=bool) for c in conditions], np.arange(1, len(REASONS) + 1), default=0)
+    rejected = codes > 0
+    nothing = pd.Series(np.nan, index=frame.index, dtype="str")  # shared: pandas copies on write
+    reason = nothing
+    if rejected.any():
+        reason = pd.Series(np.array([None, *REASONS], dtype=object)[codes], index=frame.index, dtype="str")
     out = pd.DataFrame(
         {
             USER: users,
             ITEM: items,
             RATING: ratings,
-            TIMESTAMP: seconds.where(reason == "", 0).astype("int64"),
+            TIMESTAMP: seconds.where(~rejected, 0).astype("int64"),
             SOURCE_ROW: frame[SOURCE_ROW].astype("int64"),
-            REASON: pd.Series(reason, index=frame.index, dtype="str").replace("", np.nan),
+            REASON: reason,
         },
         index=frame.index,
     )
     # The original values as text are only kept for rejected rows (the quarantine), so only
     # those are converted: converting every row to text cost as much as all the rules.
-    rejected = reason != ""
     for col in INTERACTION_COLUMNS:
-        raw = pd.Series(np.nan, index=frame.index, dtype="str")
+        raw = nothing
         if rejected.any():
             picked = frame[col][rejected]
+            raw = nothing.copy()
             raw[rejected] = picked.astype("str").where(picked.notna())
         out[RAW_PREFIX + col] = raw
     return out
