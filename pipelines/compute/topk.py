@@ -168,7 +168,10 @@ def top_k_items(
     rank[order] = np.arange(n_items, dtype=np.int64)
     rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(exclude.indptr))
     # Seen ranks, sorted within each row (one global sort of row-major keys), repeats dropped.
-    keys = np.unique(rows * n_items + rank[exclude.indices])
+    keys = rows * n_items + rank[exclude.indices]
+    keys.sort()
+    if len(keys) > 1 and not exclude.has_canonical_format:
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
     seen_rows = keys // n_items
     seen_ranks = keys - seen_rows * n_items
     row_start = np.searchsorted(seen_rows, np.arange(n_rows + 1, dtype=np.int64))
