@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
@@ -91,8 +92,12 @@ def load_encoded_interactions(
         raise DataError(f"{files[0].parent}: {exc}") from None
     encoded = encode_interactions(kept, user_index, item_index)
     frame, n_rows = dask.compute(encoded, raw.map_partitions(len).sum())
-    frame = frame.sort_values([USER_IDX, ITEM_IDX], kind="stable").reset_index(drop=True)
-    duplicated = frame.duplicated([USER_IDX, ITEM_IDX])
+    # One int64 key per pair: a single-key sort and an adjacent comparison instead of a
+    # two-column sort and a hashed duplicated(), several times faster on millions of rows.
+    key = frame[USER_IDX].to_numpy(dtype=np.int64) * max(1, len(item_index)) + frame[ITEM_IDX].to_numpy()
+    order = np.argsort(key, kind="stable")
+    frame, key = frame.take(order).reset_index(drop=True), key[order]
+    duplicated = pd.Series(np.concatenate(([False], key[1:] == key[:-1])) if len(key) else np.zeros(0, bool))
     if duplicated.any():
         row = frame[duplicated].iloc[0]
         user = user_index[USER].iloc[int(row[USER_IDX])]
