@@ -64,3 +64,18 @@ def test_cli_json_carries_every_steps_timing(tmp_path, monkeypatch, capsys) -> N
         assert steps[name]["seconds"] >= 0, name
         assert steps[name]["peak_rss_mib"] > 0, name
     assert "total" not in out.err  # stderr is not a terminal here: no table
+
+
+@pytest.mark.slow
+def test_step_timings_land_on_the_mlflow_parent_run(mlflow_home) -> None:
+    from mlflow import MlflowClient
+
+    from pipelines.timing import log_step_timings
+
+    client = MlflowClient(tracking_uri=mlflow_home)
+    experiment = client.create_experiment("timings")
+    parent = client.create_run(experiment).info.run_id
+    timings = {"ingest": {"seconds": 1.25, "peak_rss_mib": 300.0}, "fit:als": {"seconds": 4.5, "peak_rss_mib": 800.0}}
+    log_step_timings({"tracking_uri": mlflow_home, "parent_run_id": parent}, timings)
+    metrics = client.get_run(parent).data.metrics
+    assert metrics["step_seconds_ingest"] == 1.25 and metrics["step_peak_rss_mib_fit_als"] == 800.0
