@@ -24,13 +24,24 @@ def keep_latest(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     # Sort integer codes, not the strings: factorize(sort=True) orders only the distinct ids,
     # so the row order equals sorting by the id strings, several times faster.
-    users = pd.factorize(frame[USER], sort=True)[0]
-    items = pd.factorize(frame[ITEM], sort=True)[0]
-    order = np.lexsort((frame[SOURCE_ROW].to_numpy(), frame[TIMESTAMP].to_numpy(), items, users))
-    users, items = users[order], items[order]
-    last = np.ones(len(order), dtype=bool)  # the last row of each (user, item) run is the latest
-    last[:-1] = (users[1:] != users[:-1]) | (items[1:] != items[:-1])
-    return frame.iloc[order[last]]
+    users = pd.factorize(frame[USER], sort=True)[0].astype(np.int64)
+    items = pd.factorize(frame[ITEM], sort=True)[0].astype(np.int64)
+    pair = users * (int(items.max()) + 1) + items
+    order = np.argsort(pair, kind="stable")  # one integer key: a radix sort
+    sorted_pair = pair[order]
+    repeated = sorted_pair[1:] == sorted_pair[:-1]
+    in_group = np.zeros(len(order), dtype=bool)  # rows of a pair seen more than once
+    in_group[:-1] |= repeated
+    in_group[1:] |= repeated
+    keep = np.zeros(len(order), dtype=bool)
+    keep[order[~in_group]] = True
+    if in_group.any():  # only the few repeated pairs need the (timestamp, source_row) order
+        rows = order[in_group]
+        rows = rows[np.lexsort((frame[SOURCE_ROW].to_numpy()[rows], frame[TIMESTAMP].to_numpy()[rows], pair[rows]))]
+        last = np.ones(len(rows), dtype=bool)
+        last[:-1] = pair[rows][1:] != pair[rows][:-1]
+        keep[rows[last]] = True
+    return frame.iloc[order[keep[order]]]
 
 
 def keep_latest_frame(valid: dd.DataFrame) -> dd.DataFrame:
