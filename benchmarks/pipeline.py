@@ -6,7 +6,7 @@
 2. Runs ``recsys train --source parquet --path FILE --no-track`` on it as a separate process with
    every default, and reads the step timings and nDCG@10 of ALS and popularity from its JSON.
 3. Runs, in another process, a hand-written reference doing the same work with pandas, SciPy and
-   implicit: read, dedup (latest event per pair), per-user random 25% split, binary CSR,
+   implicit: read, dedup (latest event per pair), the same per-user 25% split, binary CSR,
    implicit's ALS with our default hyperparameters, implicit's threaded top-10 for ALS and for
    popularity (a 1-factor model), nDCG@10.
 
@@ -109,16 +109,21 @@ def reference(path: Path, seed: int = 42) -> dict:
     lap("read")
     frame = frame.sort_values("timestamp", kind="stable").drop_duplicates(["user_id", "item_id"], keep="last")
     lap("dedup")
-    users, user_ids = pd.factorize(frame["user_id"])
-    items, item_ids = pd.factorize(frame["item_id"])
-    rand = np.random.default_rng(seed).random(len(frame))
-    order = np.lexsort((rand, users))
+    # The platform's split exactly (Recommenders' python_stratified_split): ids numbered in
+    # sorted-text order, rows in (user, item) order, one RandomState draw per row, each user's
+    # first round(0.75 n) rows by draw to train. Same split, so the nDCGs compare like for like.
+    users, user_ids = pd.factorize(frame["user_id"].astype(str), sort=True)
+    items, item_ids = pd.factorize(frame["item_id"].astype(str), sort=True)
+    by_pair = np.argsort(users.astype(np.int64) * len(item_ids) + items, kind="stable")
+    users, items = users[by_pair], items[by_pair]
+    draws = np.random.RandomState(seed).rand(len(users))
+    order = np.lexsort((draws, users))
     sorted_users = users[order]
     starts = np.searchsorted(sorted_users, sorted_users, side="left")
     counts = np.bincount(users)[sorted_users]
-    rank = np.arange(len(order)) - starts
+    rank = np.arange(len(order)) - starts + 1
     is_test = np.empty(len(order), dtype=bool)
-    is_test[order] = rank < np.round(0.25 * counts)
+    is_test[order] = rank > np.maximum(1, np.round(0.75 * counts))
     lap("split")
     shape = (len(user_ids), len(item_ids))
 
@@ -210,6 +215,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"recsys train failed:\n{(tmp_path / 'ours.err').read_text()[-3000:]}")
         ours = json.loads((tmp_path / "ours.json").read_text())
 
+    # recsys resets the kernel's peak-RSS mark per step (pipelines.timing), so the process's own
+    # ru_maxrss holds only the last step's peak: the largest step peak is the process's.
+    ours_rss = max([ours_rss, *(step["peak_rss_mib"] for step in ours["timings"].values())])
     ours_ndcg = {name: round(m["metrics"]["ndcg@10"], 5) for name, m in ours["models"].items()}
     steps = ours["timings"]
     ours_data = steps["clean"]["seconds"] + steps["features"]["seconds"]
