@@ -8,7 +8,9 @@ and :func:`log_step_timings` puts them on the MLflow parent run.
 Peak memory per step: on Linux the kernel's high-water mark (VmHWM) is reset at the start of a
 step (``/proc/self/clear_refs``) and read at its end, so nothing polls; where that is refused,
 a sampling thread reads the resident size every few milliseconds. It is the memory of this
-process: Dask worker processes (when the cluster uses processes) are not included.
+process: Dask worker processes (when the cluster uses processes) are not included. Resetting
+the mark also resets what ``getrusage``'s ``ru_maxrss`` reports for the process: after a run the
+largest step peak, not ``ru_maxrss``, is the process's peak.
 """
 
 from __future__ import annotations
