@@ -114,7 +114,11 @@ def _json_object(raw: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> None:
-    print(json.dumps(train_summary(args), indent=2, default=str))
+    from pipelines.timing import print_timings_table
+
+    summary = train_summary(args)
+    print(json.dumps(summary, indent=2, default=str))
+    print_timings_table(summary["timings"])  # on stderr, only on a terminal: piped JSON stays clean
 
 
 def form_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -212,6 +216,7 @@ def train_summary(args: argparse.Namespace) -> dict[str, Any]:
                    for c in result["candidates"]},
         "quarantined": result["clean"]["rows_quarantined"],
         "rows": result["rows"],
+        "timings": result["timings"],  # step -> {"seconds", "peak_rss_mib"}
     }
     if "promotion" in result:
         summary["promotion"] = {k: result["promotion"][k] for k in ("registered_model", "version", "status", "reason")}

@@ -136,6 +136,63 @@ def _top_k_rows(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.nd
     return rows, chosen[keep]
 
 
+def _sample_without_replacement(
+    logits: np.ndarray, counts: np.ndarray, rng: np.random.Generator, max_rounds: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row r, ``counts[r]`` distinct columns drawn with probability proportional to
+    ``exp(logits[r])`` without replacement: (row numbers, columns), sorted by row.
+
+    Draws with replacement from each row's CDF and drops repeats: redrawing a repeat is
+    drawing from the items left, so this is successive sampling, the same distribution as
+    Gumbel-top-k, but with a few uniform draws per kept row instead of a Gumbel draw and a
+    partition over every item. Rows still short of ``counts`` after ``max_rounds`` (weights
+    concentrated on few items) finish with Gumbel-top-k over the items left. ``logits`` is
+    overwritten.
+    """
+    n_rows, n_items = logits.shape
+    logits -= logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    np.cumsum(logits, axis=1, out=logits)
+    logits /= logits[:, -1:]
+    weights_cdf = logits  # each row's CDF, in (0, 1]
+    probs_of = lambda rows: np.diff(weights_cdf[rows] - rows[:, None], axis=1, prepend=0.0)  # noqa: E731
+    # Row r's CDF shifted by r keeps all rows one sorted array: one searchsorted for all.
+    weights_cdf += np.arange(n_rows)[:, None]
+    shifted = weights_cdf.ravel()
+    taken = np.zeros(0, dtype=np.int64)  # keys row * n_items + col already drawn, sorted
+    need = counts.astype(np.int64).copy()
+    for round_ in range(max_rounds):
+        active = np.flatnonzero(need > 0)
+        if len(active) == 0:
+            break
+        # Oversample more each round: what is left is where repeats are likely.
+        draws = (need[active] * (1.5 * 2**round_)).astype(np.int64) + 4
+        row = np.repeat(active, draws)
+        col = np.searchsorted(shifted, row + rng.random(len(row)), side="right") - row * n_items
+        keys = row * n_items + np.minimum(col, n_items - 1)
+        first_keys, first = np.unique(keys, return_index=True)  # first draw of each pair
+        first = np.sort(first[~np.isin(first_keys, taken, assume_unique=True)])  # draw order
+        kept_rows = row[first]
+        starts = np.searchsorted(kept_rows, active)
+        rank = np.arange(len(first)) - starts[np.searchsorted(active, kept_rows)]
+        keep = rank < need[kept_rows]
+        taken = np.union1d(taken, keys[first[keep]])
+        need -= np.bincount(kept_rows[keep], minlength=n_rows)
+    rows, cols = np.divmod(taken, n_items)
+    if need.any():  # rare: finish the rows still short with Gumbel-top-k over the items left
+        short = np.flatnonzero(need > 0)
+        with np.errstate(divide="ignore"):
+            keys = np.log(probs_of(short)) + rng.gumbel(size=(len(short), n_items))
+        in_short = np.isin(rows, short)
+        keys[np.searchsorted(short, rows[in_short]), cols[in_short]] = -np.inf  # already drawn
+        extra_rows, extra_cols = _top_k_rows(keys, need[short])
+        rows = np.concatenate([rows, short[extra_rows]])
+        cols = np.concatenate([cols, extra_cols])
+        order = np.argsort(rows, kind="stable")
+        rows, cols = rows[order], cols[order]
+    return rows, cols
+
+
 def _empty_frame() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -184,8 +241,7 @@ def generate_partition(
     for start in range(0, n_users, block):
         stop = min(start + block, n_users)
         affinity = tastes[start:stop] @ world["factors"].T
-        gumbel = rng.gumbel(size=affinity.shape)  # Gumbel-top-k: sampling without replacement
-        rows, cols = _top_k_rows(world["pop_logit"] + TASTE_WEIGHT * affinity + gumbel, counts[start:stop])
+        rows, cols = _sample_without_replacement(world["pop_logit"] + TASTE_WEIGHT * affinity, counts[start:stop], rng)
         users.append(rows + start)
         items.append(cols)
         affinities.append(affinity[rows, cols])

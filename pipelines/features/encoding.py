@@ -56,11 +56,11 @@ def _index_frame(ids: pd.Series, id_column: str, idx_column: str) -> pd.DataFram
 
 
 def encode_partition(
-    part: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray
+    part: pd.DataFrame, user_ids: np.ndarray | pd.Index, item_ids: np.ndarray | pd.Index
 ) -> pd.DataFrame:
     """Replace ``user_id``/``item_id`` of one pandas partition by their indices.
 
-    ``user_ids``/``item_ids`` are the sorted id arrays (position = index). Returns a frame with
+    ``user_ids``/``item_ids`` are the sorted ids (arrays or ``pd.Index``; position = index). Returns a frame with
     the columns and dtypes of ``ENCODED_DTYPES``. Raises DataError naming the first id that the
     encoding does not know (a bug upstream: the encoding is built from the same data).
     """
@@ -77,13 +77,15 @@ def encode_partition(
     )
 
 
-def _positions(column: pd.Series, sorted_ids: np.ndarray, name: str) -> np.ndarray:
-    values = np.asarray(column.astype(str).to_numpy(), dtype=str)
-    pos = np.searchsorted(sorted_ids, values)
-    pos_clipped = np.minimum(pos, len(sorted_ids) - 1)
-    unknown = (pos >= len(sorted_ids)) | (sorted_ids[pos_clipped] != values)
+def _positions(column: pd.Series, sorted_ids: np.ndarray | pd.Index, name: str) -> np.ndarray:
+    # A hash lookup: searchsorted over NumPy unicode arrays compared strings char by char and
+    # cost most of the features step.
+    index = sorted_ids if isinstance(sorted_ids, pd.Index) else pd.Index(np.asarray(sorted_ids, dtype=object))
+    values = column.astype(str)
+    pos = index.get_indexer(values)
+    unknown = pos < 0
     if unknown.any():
-        raise DataError(f"{name} {values[np.argmax(unknown)]!r} is not in the encoding")
+        raise DataError(f"{name} {values.iloc[int(np.argmax(unknown))]!r} is not in the encoding")
     return pos
 
 
@@ -101,8 +103,9 @@ def encode_interactions(
         raise DataError(
             f"interactions have no column(s) {missing} (columns: {list(interactions.columns)})"
         )
-    user_ids = np.asarray(user_index.sort_values(USER_IDX)[USER].to_numpy(), dtype=str)
-    item_ids = np.asarray(item_index.sort_values(ITEM_IDX)[ITEM].to_numpy(), dtype=str)
+    # Built once and shared by every partition (hash tables of the ids, position = index).
+    user_ids = pd.Index(user_index.sort_values(USER_IDX)[USER].astype(str))
+    item_ids = pd.Index(item_index.sort_values(ITEM_IDX)[ITEM].astype(str))
     meta = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in ENCODED_DTYPES.items()})
     return interactions[[USER, ITEM, RATING, TIMESTAMP]].map_partitions(
         encode_partition, user_ids, item_ids, meta=meta

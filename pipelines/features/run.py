@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
@@ -101,8 +102,12 @@ def load_encoded_interactions(
         raise DataError(f"{files[0].parent}: {exc}") from None
     encoded = encode_interactions(kept, user_index, item_index)
     frame, n_rows = dask.compute(encoded, raw.map_partitions(len).sum())
-    frame = frame.sort_values([USER_IDX, ITEM_IDX], kind="stable").reset_index(drop=True)
-    duplicated = frame.duplicated([USER_IDX, ITEM_IDX])
+    # One int64 key per pair: a single-key sort and an adjacent comparison instead of a
+    # two-column sort and a hashed duplicated(), several times faster on millions of rows.
+    key = frame[USER_IDX].to_numpy(dtype=np.int64) * max(1, len(item_index)) + frame[ITEM_IDX].to_numpy()
+    order = np.argsort(key, kind="stable")
+    frame, key = frame.take(order).reset_index(drop=True), key[order]
+    duplicated = pd.Series(np.concatenate(([False], key[1:] == key[:-1])) if len(key) else np.zeros(0, bool))
     if duplicated.any():
         row = frame[duplicated].iloc[0]
         user = user_index[USER].iloc[int(row[USER_IDX])]
@@ -220,18 +225,19 @@ def _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, ite
     if items_uri is not None and cfg.content_features:
         item_features = _content_features(items_uri, item_index, cfg.tfidf_max_features)
 
+    # NPZ without zlib: compressing a 5M-interaction matrix took ~10 s, writing it raw 0.1 s.
     with write_partition(out) as partial:
         write_index(partial / USER_INDEX_FILE, user_index, USER, USER_IDX)
         write_index(partial / ITEM_INDEX_FILE, item_index, ITEM, ITEM_IDX)
-        sp.save_npz(partial / TRAIN_NPZ, csr(parts.train))
-        sp.save_npz(partial / TRAIN_ORDER_NPZ, interaction_order_csr(parts.train, n_users, n_items))
-        sp.save_npz(partial / TEST_NPZ, csr(parts.test))
+        sp.save_npz(partial / TRAIN_NPZ, csr(parts.train), compressed=False)
+        sp.save_npz(partial / TRAIN_ORDER_NPZ, interaction_order_csr(parts.train, n_users, n_items), compressed=False)
+        sp.save_npz(partial / TEST_NPZ, csr(parts.test), compressed=False)
         if parts.validation is not None:
-            sp.save_npz(partial / VALIDATION_NPZ, csr(parts.validation))
+            sp.save_npz(partial / VALIDATION_NPZ, csr(parts.validation), compressed=False)
         parts.train.to_parquet(partial / TRAIN_PARQUET, index=False)
         parts.test.to_parquet(partial / TEST_PARQUET, index=False)
         if item_features is not None:
-            sp.save_npz(partial / ITEM_FEATURES_NPZ, item_features[0])
+            sp.save_npz(partial / ITEM_FEATURES_NPZ, item_features[0], compressed=False)
             write_json(partial / ITEM_FEATURE_NAMES_JSON, item_features[1])
             item_features[2].save(partial / CONTENT_FEATURIZER_DIR)
         n_validation = 0 if parts.validation is None else len(parts.validation)
