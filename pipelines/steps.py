@@ -30,11 +30,12 @@ def plan(
     from pipelines.tracking.setup import default_artifact_root, default_tracking_uri
 
     config = from_params(params)
+    tracking_uri = tracking_uri or default_tracking_uri()
     return {
         "run_key": run_key(run_id),
         "lake": str(lake_root or lake()),
-        "tracking_uri": tracking_uri or default_tracking_uri(),
-        "artifact_root": artifact_root or default_artifact_root(),
+        "tracking_uri": tracking_uri,
+        "artifact_root": artifact_root or default_artifact_root(tracking_uri),  # None: the server decides
         "config": config.model_dump(mode="json"),
     }
 

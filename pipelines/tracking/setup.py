@@ -17,9 +17,19 @@ def default_tracking_uri() -> str:
     return os.environ.get(ENV_TRACKING_URI) or f"sqlite:///{home() / 'mlflow.db'}"
 
 
-def default_artifact_root() -> str:
-    """Folder for run artifacts when the tracking URI is a local database."""
-    root = os.environ.get("RECSYS_ARTIFACT_ROOT") or str(home() / "mlartifacts")
+def is_tracking_server(uri: str) -> bool:
+    """Whether ``uri`` is an MLflow tracking server (which decides where artifacts go)."""
+    return uri.split(":", 1)[0] in ("http", "https", "databricks")
+
+
+def default_artifact_root(tracking_uri: str | None = None) -> str | None:
+    """Where a new experiment keeps its artifacts: ``$RECSYS_ARTIFACT_ROOT``, else None for a
+    tracking server (its ``--artifacts-destination`` applies, proxied through it), else a
+    folder in the platform home next to the local database."""
+    root = os.environ.get("RECSYS_ARTIFACT_ROOT")
+    if not root and is_tracking_server(tracking_uri or default_tracking_uri()):
+        return None
+    root = root or str(home() / "mlartifacts")
     if "://" not in root:
         Path(root).mkdir(parents=True, exist_ok=True)
         root = Path(root).resolve().as_uri()
@@ -56,7 +66,9 @@ def configure_mlflow(
     client = mlflow.MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        experiment_id = client.create_experiment(experiment, artifact_location=artifact_root or default_artifact_root())
+        experiment_id = client.create_experiment(
+            experiment, artifact_location=artifact_root or default_artifact_root(uri)
+        )
         log.info("created MLflow experiment %s (%s) at %s", experiment, experiment_id, uri)
     else:
         experiment_id = found.experiment_id
