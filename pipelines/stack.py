@@ -301,19 +301,31 @@ def up(env: dict[str, str] | None = None, timeout: float = 240.0) -> dict[str, o
     for url in (env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], env["RECSYS_MLFLOW_BACKEND_URI"], env["RECSYS_MLFLOW_AUTH_URI"]):
         ensure_database(url)
     airflow_env = next(s.env for s in services if s.name == "airflow-scheduler")
-    migrate_log = state / "logs" / "airflow-db-migrate.log"
-    with open(migrate_log, "w") as out:
-        done = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=airflow_env,
-                              stdout=out, stderr=subprocess.STDOUT, cwd=state)
-    if done.returncode != 0:
-        raise ConfigError(f"airflow db migrate failed; see {migrate_log}")
+    started: list[tuple[Service, subprocess.Popen, Path]] = []
+
+    def start(service: Service) -> None:
+        log = state / "logs" / f"{service.name}.log"
+        with open(log, "a") as out:
+            proc = subprocess.Popen(service.argv, env=service.env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=state)
+        _pid_file(state, service.name).write_text(str(proc.pid))
+        started.append((service, proc, log))
+
     try:
+        # MLflow and Dask start while Airflow migrates its schema (both take tens of seconds).
         for service in services:
-            log = state / "logs" / f"{service.name}.log"
-            with open(log, "a") as out:
-                proc = subprocess.Popen(service.argv, env=service.env, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True, cwd=state)
-            _pid_file(state, service.name).write_text(str(proc.pid))
+            if not service.name.startswith("airflow"):
+                start(service)
+        migrate_log = state / "logs" / "airflow-db-migrate.log"
+        with open(migrate_log, "w") as out:
+            done = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=airflow_env,
+                                  stdout=out, stderr=subprocess.STDOUT, cwd=state, start_new_session=True)
+        if done.returncode != 0:
+            raise ConfigError(f"airflow db migrate failed; see {migrate_log}")
+        for service in services:
+            if service.name.startswith("airflow"):
+                start(service)
+        for service, proc, log in started:
             if service.ready is not None:
                 _wait(service.ready, timeout, service.name, log, proc)
     except BaseException:
@@ -323,19 +335,28 @@ def up(env: dict[str, str] | None = None, timeout: float = 240.0) -> dict[str, o
     return info
 
 
-def _stop_group(pid: int, grace: float) -> None:
+def _stop_groups(pgids: list[int], grace: float) -> None:
+    """SIGTERM every process group, wait up to ``grace`` seconds for all of them, SIGKILL the rest."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
+        for pgid in pgids:
             try:
-                os.killpg(pid, 0)
+                os.killpg(pgid, sig)
             except ProcessLookupError:
-                return
+                pass
+        deadline = time.monotonic() + grace
+        while pgids and time.monotonic() < deadline:
+            pgids = [pgid for pgid in pgids if _group_alive(pgid)]
             time.sleep(0.2)
+        if not pgids:
+            return
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def leftover_processes(state: Path) -> list[int]:
@@ -352,26 +373,27 @@ def leftover_processes(state: Path) -> list[int]:
     return found
 
 
-def down(env: dict[str, str] | None = None, grace: float = 20.0) -> list[str]:
+def down(env: dict[str, str] | None = None, grace: float = 15.0) -> list[str]:
     """Stop every service of the stack by its process group, then its stragglers; returns the names stopped."""
     env = dict(os.environ if env is None else env)
     state = state_dir(env)
-    stopped = []
+    stopped, groups = [], []
     pids = state / "pids"
-    # Airflow first (it holds tasks that talk to the others), MLflow last.
-    order = sorted(pids.glob("*.pid") if pids.exists() else [],
-                   key=lambda p: (not p.stem.startswith("airflow"), p.stem.startswith("mlflow"), p.stem))
-    for pid_file in order:
+    for pid_file in sorted(pids.glob("*.pid")) if pids.exists() else []:
         pid = int(pid_file.read_text())
-        if _alive(pid):
-            _stop_group(pid, grace)
+        if _alive(pid):  # each service leads its own process group (start_new_session)
+            groups.append(pid)
             stopped.append(pid_file.stem)
         pid_file.unlink()
+    _stop_groups(groups, grace)
+    # Task processes run in process groups of their own: found by the stack id they inherited.
+    stragglers = set()
     for pid in leftover_processes(state):
         try:
-            _stop_group(os.getpgid(pid), grace / 4)
+            stragglers.add(os.getpgid(pid))
         except ProcessLookupError:
             continue
+    _stop_groups(sorted(stragglers), grace / 4)
     return stopped
 
 

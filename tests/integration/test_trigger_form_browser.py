@@ -63,14 +63,17 @@ def test_the_form_triggers_a_default_run_that_succeeds(stack, screenshots):
             submit.click()
             page.wait_for_timeout(1500)
             page.screenshot(path=str(screenshots / "2-after-trigger.png"))
+
+            def new_run():
+                runs = api(stack, "GET", f"{DAG}/dagRuns").json()["dag_runs"]
+                return next((r["dag_run_id"] for r in runs if r["dag_run_id"] not in before), None)
+
+            run_id = wait_for(new_run, 60, "a run started from the form")
+            conf = api(stack, "GET", f"{DAG}/dagRuns/{run_id}").json()["conf"]
+            assert conf.get("source", "synthetic") == "synthetic" and conf.get("path") is None
+            wait_for_run(stack, run_id)
+            page.goto(f"{stack.airflow_url}/dags/recsys_training/runs/{run_id}", wait_until="networkidle",
+                      timeout=120_000)
+            page.screenshot(path=str(screenshots / "3-run-succeeded.png"))
         finally:
             browser.close()
-
-    def new_run():
-        runs = api(stack, "GET", f"{DAG}/dagRuns").json()["dag_runs"]
-        return next((r["dag_run_id"] for r in runs if r["dag_run_id"] not in before), None)
-
-    run_id = wait_for(new_run, 60, "a run started from the form")
-    conf = api(stack, "GET", f"{DAG}/dagRuns/{run_id}").json()["conf"]
-    assert conf.get("source", "synthetic") == "synthetic" and conf.get("path") is None
-    wait_for_run(stack, run_id)
