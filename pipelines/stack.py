@@ -152,6 +152,9 @@ def _dask_workers(address: str, count: int) -> Callable[[], bool]:
 
 
 def _serve_available() -> bool:
+    """Whether this checkout has ``recsys serve`` (the online API). Until it does, the stack
+    runs without it and ``stack.json`` has ``api_url: null``; once the subcommand is registered
+    in ``pipelines.cli.SUBCOMMANDS`` it is started with the rest, nothing else to wire."""
     from pipelines.cli import SUBCOMMANDS
 
     return "serve" in SUBCOMMANDS

@@ -86,9 +86,15 @@ def api(stack, method: str, path: str, **kw):
 
 
 def wait_for(check, seconds: float, what: str):
+    """Poll ``check`` until it returns a truthy value; a slow or busy server only means "not yet"."""
+    import requests
+
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        value = check()
+        try:
+            value = check()
+        except requests.RequestException:
+            value = None
         if value:
             return value
         time.sleep(3)
@@ -98,8 +104,12 @@ def wait_for(check, seconds: float, what: str):
 def wait_for_run(stack, run_id: str, seconds: float = 900) -> None:
     """Wait for a DAG run to finish; fail with each task's state when it did not succeed."""
     path = f"{DAG}/dagRuns/{run_id}"
-    state = wait_for(lambda: api(stack, "GET", path).json().get("state") in ("success", "failed")
-                     and api(stack, "GET", path).json()["state"], seconds, f"DAG run {run_id}")
+
+    def finished():
+        state = api(stack, "GET", path).json().get("state")
+        return state if state in ("success", "failed") else None
+
+    state = wait_for(finished, seconds, f"DAG run {run_id}")
     if state != "success":
         tasks = api(stack, "GET", path + "/taskInstances").json().get("task_instances", [])
         pytest.fail(f"DAG run {state}: {[(t['task_id'], t['state']) for t in tasks]}; logs in {stack.logs}")
