@@ -59,7 +59,7 @@ def run_batch_scoring(config: BatchScoringConfig, progress: ProgressCallback | N
     started = time.perf_counter()
     uri = config.tracking_uri or default_tracking_uri()
     name = config.registered_model
-    version = config.version or alias_version(mlflow.MlflowClient(uri), name, config.alias)
+    version = config.version or alias_version(mlflow.MlflowClient(uri, registry_uri=uri), name, config.alias)
     if version is None:
         raise ServingError(f"registered model {name!r} has no @{config.alias} version to score (tracking store {uri})")
     engine = make_engine(config.database_url)

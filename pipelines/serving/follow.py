@@ -43,7 +43,7 @@ class ChampionFollower:
         from pipelines.serving.registry import alias_version, load_version
 
         if self._client is None:
-            self._client = MlflowClient(self.tracking_uri)
+            self._client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
         version = alias_version(self._client, self.name, self.alias)
         self.last_check = time.time()
         if version is None:

@@ -66,6 +66,8 @@ class Recorder:
 
     def flush(self) -> int:
         """Insert everything queued now; returns the number of rows written."""
+        import sqlalchemy as sa
+
         from pipelines.serving.tables import events, request_log
 
         with self._lock:
@@ -77,8 +79,24 @@ class Recorder:
                 try:
                     with self.engine.begin() as conn:
                         conn.execute(table.insert(), batch)
-                except Exception:
-                    queue.extendleft(reversed(batch))  # keep order for the retry
+                    written += len(batch)
+                except sa.exc.OperationalError:  # the database is away: keep everything, in order, for the retry
+                    queue.extendleft(reversed(batch))
                     raise
-                written += len(batch)
+                except sa.exc.DBAPIError:  # a row the database refuses must not block the others forever
+                    written += self._insert_one_by_one(table, batch)
             return written
+
+    def _insert_one_by_one(self, table, batch: list[dict[str, Any]]) -> int:
+        import sqlalchemy as sa
+
+        written = 0
+        for row in batch:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(table.insert(), [row])
+                written += 1
+            except sa.exc.DBAPIError as exc:
+                self.dropped += 1
+                log.error("dropped a %s row the database refused: %s", table.name, exc.orig)
+        return written

@@ -28,7 +28,10 @@ def alias_version(client: Any, name: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException as exc:
-        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+        code = getattr(exc, "error_code", "")
+        # A missing model is RESOURCE_DOES_NOT_EXIST; a missing alias on an existing model comes back
+        # from the SQL store as INVALID_PARAMETER_VALUE "Registered model alias X not found."
+        if code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc.message)):
             return None
         raise
 
@@ -73,9 +76,11 @@ def download_version(tracking_uri: str, name: str, version: str, cache: Path | N
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
     try:
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=str(staging), tracking_uri=tracking_uri
-        )
+        # Resolved through a client on this tracking URI: a models:/ URI would go through the
+        # process-wide registry URI, which may name another store.
+        client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+        source = client.get_model_version_download_uri(name, str(version))
+        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging), tracking_uri=tracking_uri)
         try:
             staging.rename(target)
         except OSError:  # another process finished the same download first: use its copy

@@ -49,3 +49,76 @@ def register_bundle(bundle, folder: Path, name: str, alias: str | None = "champi
     if alias:
         mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
     return version
+
+
+class Registry:
+    """A throwaway MLflow tracking store with two registered versions of one model."""
+
+    def __init__(self, root: Path, template_db: Path | None = None, name: str = "recsys-test") -> None:
+        import os
+        import shutil
+
+        import mlflow
+        import mlflow.tracking.fluent as fluent
+
+        self.root, self.name = root, name
+        self.uri = f"sqlite:///{root / 'mlflow.db'}"
+        if template_db is not None:  # an already migrated database: creating one costs seconds
+            shutil.copy(template_db, root / "mlflow.db")
+        previous = os.environ.get("MLFLOW_TRACKING_URI")
+        os.environ["MLFLOW_TRACKING_URI"] = self.uri
+        try:
+            self.bundles = {"als": trained_bundle("als"), "itemknn": trained_bundle("itemknn")}
+            self.v1 = register_bundle(self.bundles["als"], root / "b-als", name)
+            self.v2 = register_bundle(self.bundles["itemknn"], root / "b-itemknn", name, alias=None)
+        finally:  # leave the session's tracking store as other tests expect it
+            if previous is not None:
+                os.environ["MLFLOW_TRACKING_URI"] = previous
+                mlflow.set_tracking_uri(previous)
+            fluent._active_experiment_id = None
+
+    def set_alias(self, alias: str, version: str) -> None:
+        import mlflow
+
+        mlflow.MlflowClient(self.uri).set_registered_model_alias(self.name, alias, version)
+
+
+class LiveServer:
+    """The API app under a real uvicorn server on a free loopback port, in a background thread."""
+
+    def __init__(self, app) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self.app = app
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> dict:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(f"{self.url}/ready", timeout=5)
+                if answer.status_code == 200:
+                    return answer.json()
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.url} not ready after {timeout} s")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self._sock.close()
