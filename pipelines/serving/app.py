@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import Body, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.constants import DEFAULT_REGISTERED_MODEL, SERVING_ALIAS
@@ -42,10 +42,11 @@ except ImportError:  # the standard library is slower but gives the same bytes f
         return json.dumps(content, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
-class FastJSON(Response):
-    """JSON response rendered without a pydantic pass (the content is built to the schema already)."""
+class FastJSON(JSONResponse):
+    """JSON response rendered without a pydantic pass (the content is built to the schema already).
 
-    media_type = "application/json"
+    A JSONResponse subclass so FastAPI documents the route's response model in the OpenAPI spec.
+    """
 
     def render(self, content: Any) -> bytes:
         return _dumps(content)
@@ -68,6 +69,7 @@ class ServeConfig(BaseModel):
 
 NOT_READY = {503: {"model": schemas.Problem, "description": "no model version is loaded yet"}}
 BAD_INPUT = {422: {"model": schemas.Problem, "description": "the request does not match the schema"}}
+BAD_BODY = {**BAD_INPUT, 400: {"model": schemas.Problem, "description": "the body cannot be parsed (not UTF-8 JSON)"}}
 
 
 def create_app(config: ServeConfig | None = None, follower=None, recorder=None) -> FastAPI:
@@ -151,7 +153,7 @@ def create_app(config: ServeConfig | None = None, follower=None, recorder=None) 
         return FastJSON(_answer(request, model, user_id, k, seed_items, "get", started))
 
     @app.post("/recommendations", response_model=schemas.BatchRecommendations,
-              responses={**NOT_READY, **BAD_INPUT}, summary="Top-k items for many users")
+              responses={**NOT_READY, **BAD_BODY}, summary="Top-k items for many users")
     async def recommend_many(request: Request, body: schemas.BatchRequest = Body()) -> Response:
         started = time.perf_counter()
         model = request.app.state.follower.current
@@ -160,7 +162,7 @@ def create_app(config: ServeConfig | None = None, follower=None, recorder=None) 
         results = [_answer(request, model, q.user_id, body.k, q.seed_items, "batch", started) for q in body.users]
         return FastJSON({"results": results})
 
-    @app.post("/events", response_model=schemas.EventAck, status_code=202, responses=BAD_INPUT,
+    @app.post("/events", response_model=schemas.EventAck, status_code=202, responses=BAD_BODY,
               summary="Record impressions and clicks")
     async def record_events(request: Request, body: schemas.EventBatch = Body()) -> Response:
         now = datetime.now(timezone.utc)

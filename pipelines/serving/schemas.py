@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 MAX_ID = 256
 MAX_K = 1000
@@ -14,6 +14,18 @@ MAX_SEEDS = 100
 #: Raw ids: printable, no control characters (PostgreSQL text cannot hold NUL).
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 
+
+
+def _json_integer(value: object) -> object:
+    """JSON Schema's integer: 3 and 3.0 are integers, "3" and true are not."""
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError(f"must be a JSON integer, got {type(value).__name__}")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Rank = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(_json_integer)]  # k, or a 1-based position
 Source = Literal["model", "seed_items", "popularity"]
 RawId = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN)]
 
@@ -50,6 +62,8 @@ class Recommendations(BaseModel):
     items: list[RecommendedItem]
 
 
+# Request bodies accept exactly what the spec says, no lax parsing:
+# "3" is not a k and 1700000000 is not a timestamp (ISO 8601 strings only).
 class UserQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -61,7 +75,7 @@ class UserQuery(BaseModel):
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: Rank = 10
     users: list[UserQuery] = Field(min_length=1, max_length=MAX_BATCH)
 
 
@@ -79,8 +93,15 @@ class Event(BaseModel):
     item_id: RawId
     timestamp: datetime | None = Field(None, description="when it happened (default: when received); naive = UTC")
     request_id: str | None = Field(None, min_length=1, max_length=64, pattern=ID_PATTERN)
-    position: int | None = Field(None, ge=1, le=MAX_K, description="1-based rank at which the item was shown")
+    position: Rank | None = Field(None, description="1-based rank at which the item was shown")
     model_version: str | None = Field(None, min_length=1, max_length=32, pattern=ID_PATTERN)
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _iso_string(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"timestamp must be an ISO 8601 string, got {type(value).__name__}")
+        return value
 
     @field_validator("timestamp")
     @classmethod

@@ -2,8 +2,9 @@
 
 A real uvicorn server follows ``recsys-test@champion`` (an ALS model); answers are checked
 against the bundle itself, cold start is marked by its source, events and the request log
-land in the serving database, bad input gets a 4xx with a message, and moving an alias
-swaps the served version while requests keep succeeding.
+land in the serving database, bad input gets a 4xx with a message, moving an alias swaps
+the served version while requests keep succeeding, and schemathesis finds no 5xx and no
+answer that breaks the OpenAPI spec.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ import time
 import httpx
 import numpy as np
 import pytest
+import schemathesis
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from schemathesis.generation.modes import GenerationMode
 
 from pipelines.serving.app import ServeConfig, create_app
 from pipelines.serving.tables import events, request_log
-from tests.serving.test_api_support import LiveServer, Registry
+from tests.serving.test_api_support import LiveServer, Registry, shared_registry
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory, _mlflow_template_db) -> Registry:
-    return Registry(tmp_path_factory.mktemp("registry"), _mlflow_template_db)
+    return shared_registry(tmp_path_factory, _mlflow_template_db)
 
 
 def _config(registry: Registry, root, alias: str = "champion", poll: float = 0.2) -> ServeConfig:
@@ -198,3 +202,28 @@ def test_moving_the_alias_swaps_versions_without_a_failed_request(registry, tmp_
         assert versions[0] == registry.v1 and versions[-1] == registry.v2
         switch = versions.index(registry.v2)
         assert set(versions[switch:]) == {registry.v2}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
+def test_schemathesis_finds_no_5xx_and_no_schema_violation(server, mode):
+    """Generated valid and invalid requests, a bounded number per operation; every default check.
+
+    The checks: server errors, status codes and content types the spec does not declare,
+    bodies that break their schema, valid input refused and invalid input accepted. Driven
+    with Hypothesis directly: schemathesis' lazy pytest fixture loader does not run under pytest 9.
+    """
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.label for op in operations} >= {"GET /recommendations/{user_id}", "POST /recommendations", "POST /events"}
+    for operation in operations:
+        takes_input = any(len(part) for part in (operation.path_parameters, operation.query, operation.body))
+        if mode == GenerationMode.NEGATIVE and not takes_input:
+            continue  # /health and /ready take nothing that could be invalid
+        @settings(max_examples=20, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def check(case):
+            case.call_and_validate(base_url=server.url)
+
+        check()

@@ -122,3 +122,13 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self._sock.close()
+
+
+_SHARED: dict[str, Registry] = {}
+
+
+def shared_registry(tmp_path_factory, template_db: Path) -> Registry:
+    """One Registry per test session (registering costs seconds); tests move their own aliases only."""
+    if "registry" not in _SHARED:
+        _SHARED["registry"] = Registry(tmp_path_factory.mktemp("registry"), template_db)
+    return _SHARED["registry"]
