@@ -42,6 +42,45 @@ class BatchScoringConfig(BaseModel):
     tracking_uri: str | None = Field(None, description="MLflow tracking URI; None: the platform default")
 
 
+def param_specs() -> dict[str, dict[str, Any]]:
+    """The batch scoring DAG's trigger-form parameters (JSON schema per field, with its default)."""
+    fields = BatchScoringConfig.model_fields
+    optional = {"type": ["null", "string"], "default": None}
+    return {
+        "registered_model": {"default": fields["registered_model"].default, "type": "string", "minLength": 1,
+                             "title": "Registered model", "description": fields["registered_model"].description},
+        "alias": {"default": fields["alias"].default, "type": "string", "minLength": 1, "title": "Alias",
+                  "description": fields["alias"].description},
+        "k": {"default": fields["k"].default, "type": "integer", "minimum": 1, "maximum": 1000, "title": "Items per user"},
+        "version": {**optional, "title": "Version (optional)", "description": fields["version"].description,
+                    "section": "Advanced"},
+        "chunk_users": {"default": fields["chunk_users"].default, "type": "integer", "minimum": 1, "maximum": 1_000_000,
+                        "title": "Users per chunk", "description": fields["chunk_users"].description, "section": "Advanced"},
+        "keep_versions": {"default": fields["keep_versions"].default, "type": "integer", "minimum": 1, "maximum": 100,
+                          "title": "Versions kept", "description": fields["keep_versions"].description,
+                          "section": "Advanced"},
+        "database_url": {**optional, "title": "Database URL (optional)",
+                         "description": fields["database_url"].description, "section": "Advanced"},
+        "tracking_uri": {**optional, "title": "MLflow tracking URI (optional)",
+                         "description": fields["tracking_uri"].description, "section": "Advanced"},
+    }
+
+
+def score_from_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The DAG task's body: validate the run's params into the config and score; returns the summary."""
+    from pydantic import ValidationError
+
+    from pipelines.errors import ConfigError
+
+    known = {key: params[key] for key in BatchScoringConfig.model_fields if key in params}
+    try:
+        config = BatchScoringConfig(**{key: value for key, value in known.items() if value not in (None, "")})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise ConfigError(f"invalid batch scoring parameters: {problems}") from None
+    return run_batch_scoring(config)
+
+
 def run_batch_scoring(config: BatchScoringConfig, progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Score every user of the version under ``config.alias`` (or ``config.version``) into SQL.
 
