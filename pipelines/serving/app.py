@@ -65,6 +65,11 @@ class ServeConfig(BaseModel):
     flush_interval: float = Field(0.5, gt=0, le=60, description="seconds between writes of events and the request log")
     log_requests: bool = Field(True, description="write one request-log row per answer")
     cache_dir: Path | None = Field(None, description="downloaded versions; None: <home>/serving/models")
+    blas_threads: int | None = Field(
+        1, ge=1, le=256,
+        description="BLAS threads of this process; one request is one small matrix-vector product, where "
+                    "more threads only contend (None leaves the library default)",
+    )
 
 
 NOT_READY = {503: {"model": schemas.Problem, "description": "no model version is loaded yet"}}
@@ -83,6 +88,10 @@ def create_app(config: ServeConfig | None = None, follower=None, recorder=None) 
         from pipelines.serving.tables import make_engine
         from pipelines.tracking.setup import default_tracking_uri
 
+        if config.blas_threads is not None:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=config.blas_threads)  # process-wide, for the server's lifetime
         state = app.state
         state.follower = follower or ChampionFollower(
             config.tracking_uri or default_tracking_uri(), config.registered_model, config.alias,

@@ -91,7 +91,7 @@ class ServingModel:
         """Top-``k`` for one raw user id; unknown users fold in their seed items or get popularity."""
         user_idx = self._user_pos.get(user_id, -1)
         if user_idx >= 0:
-            row = np.array(self.bundle.model.score(np.array([user_idx]))[0], dtype=np.float32)
+            row = self.bundle.model.score(np.array([user_idx]))[0]  # a fresh float32 row: masked in place
             history = self.history(user_idx)
             row[history] = -np.inf
             items, scores = top_k_row(row, k)

@@ -227,3 +227,35 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(server, mode):
             case.call_and_validate(base_url=server.url)
 
         check()
+
+
+@pytest.mark.slow
+def test_recsys_serve_follows_the_champion_of_the_default_tracking_store(registry, tmp_path):
+    """``recsys serve`` with only a model name: the tracking store comes from the environment, as after make demo."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "RECSYS_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--port", "0",
+                             "--registered-model", registry.name], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        banner = proc.stdout.readline()
+        assert "on http://127.0.0.1:" in banner, proc.stderr.read() if proc.poll() is not None else banner
+        url = banner.split(" on ")[1].split()[0]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        body = httpx.get(f"{url}/recommendations/u3", params={"k": 3}).json()
+        assert body["model"]["version"] == registry.v1 and body["source"] == "model" and len(body["items"]) == 3
+        assert (tmp_path / "home" / "serving.db").exists()  # events and the request log default to the home
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
