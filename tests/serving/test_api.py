@@ -220,7 +220,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(server, mode):
         takes_input = any(len(part) for part in (operation.path_parameters, operation.query, operation.body))
         if mode == GenerationMode.NEGATIVE and not takes_input:
             continue  # /health and /ready take nothing that could be invalid
-        @settings(max_examples=20, deadline=None, derandomize=True, database=None,
+        @settings(max_examples=15, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy(generation_mode=mode))
         def check(case):
