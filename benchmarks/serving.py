@@ -148,9 +148,12 @@ def run_wrk(url: str, script: Path, clients: int, seconds: float) -> dict[str, A
             "p50_ms": pct["50"], "p99_ms": pct["99"], "errors": errors}
 
 
-def _python_client(args: tuple[str, int, str, list[str], int, float, Any]) -> tuple[list[float], int]:
-    """One load process: ``connections`` keep-alive connections in asyncio until ``deadline``."""
-    host, port, kind, users, connections, deadline, offset = args
+def _python_client(args: tuple[str, int, str, list[str], int, float, int]) -> tuple[list[float], int, float]:
+    """One load process: ``connections`` keep-alive connections in asyncio for ``seconds``.
+
+    Returns (latencies in ms, errors, seconds it ran); the clock starts once the process is up.
+    """
+    host, port, kind, users, connections, seconds, offset = args
 
     def request_bytes(i: int) -> bytes:
         user = users[(offset + i) % len(users)]
@@ -176,11 +179,13 @@ def _python_client(args: tuple[str, int, str, list[str], int, float, Any]) -> tu
         writer.close()
         return errors
 
-    async def main() -> tuple[list[float], int]:
+    async def main() -> tuple[list[float], int, float]:
         latencies: list[float] = []
+        started = time.perf_counter()
         errors = await asyncio.gather(*(connection(c, latencies) for c in range(connections)))
-        return latencies, sum(errors)
+        return latencies, sum(errors), time.perf_counter() - started
 
+    deadline = time.time() + seconds
     return asyncio.run(main())
 
 
@@ -189,14 +194,11 @@ def run_python(host: str, port: int, kind: str, users: list[str], clients: int, 
 
     processes = min(clients, 4)
     shares = [clients // processes + (p < clients % processes) for p in range(processes)]
-    deadline = time.time() + seconds
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        started = time.perf_counter()
-        parts = pool.map(_python_client, [(host, port, kind, users, n, deadline, 7919 * p)
+        parts = pool.map(_python_client, [(host, port, kind, users, n, seconds, 7919 * p)
                                           for p, n in enumerate(shares)])
-        elapsed = time.perf_counter() - started
     latencies = np.concatenate([np.asarray(p[0]) for p in parts])
-    return {"requests": int(len(latencies)), "requests_per_s": float(len(latencies) / elapsed),
+    return {"requests": int(len(latencies)), "requests_per_s": float(sum(len(p[0]) / p[2] for p in parts)),
             "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
             "errors": int(sum(p[1] for p in parts))}
 
