@@ -27,7 +27,7 @@ def trained_bundle(family: str = "als", seed: int = 0, **params):
     from pipelines.serving.bundle import RecommenderBundle
 
     defaults = {"als": {"factors": 8, "iterations": 8, "regularization": 1.0, "seed": seed},
-                "itemknn": {}, "popularity": {}}[family]
+                "svd": {"factors": 8, "seed": seed}}.get(family, {})
     train = planted_matrix(seed)
     model = create_model(family, {**defaults, **params}).fit(train)
     return RecommenderBundle(model=model, user_ids=[f"u{u}" for u in range(N_USERS)],
