@@ -242,7 +242,7 @@ def plan_services(env: dict[str, str] | None = None) -> tuple[list[Service], dic
         api_url = f"http://{HOST}:{ports['api']}"
         services.append(Service("recsys-serve", [sys.executable, "-m", "pipelines.cli", "serve", "--host", HOST,
                                                  "--port", str(ports["api"]), "--tracking-uri", mlflow_url],
-                                airflow_env, None))
+                                airflow_env, _http_ok(f"{api_url}/health")))
     info = {
         "state": str(state), "logs": str(logs), "airflow_url": airflow_url, "mlflow_url": mlflow_url,
         "dask_scheduler": dask_address, "api_url": api_url, "mlflow_username": admin_user,

@@ -190,5 +190,10 @@ def test_training_through_the_rest_api_on_the_whole_topology(stack, events_datab
     # ...and the search does find it where it is meant to be, so it can fail.
     assert databases_containing(stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], events_database["role"]) != []
 
-    if stack.api_url:  # recsys serve, when this checkout has it, answers
-        assert requests.get(stack.api_url + "/openapi.json", timeout=10).status_code == 200
+    if stack.api_url:  # recsys serve follows @champion and answers with it
+        ready = wait_for(lambda: requests.get(stack.api_url + "/ready", timeout=10).json().get("ready") and
+                         requests.get(stack.api_url + "/ready", timeout=10).json(), 120, "recsys serve loading @champion")
+        assert str(ready["model"]["version"]) == str(champion.version)
+        answer = requests.get(f"{stack.api_url}/recommendations/0", timeout=10)  # user 0 of the events table
+        assert answer.status_code == 200, answer.text[:500]
+        assert answer.json()["source"] == "model" and answer.json()["items"]
