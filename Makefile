@@ -26,7 +26,18 @@ unexport PYTHONDONTWRITEBYTECODE
 TORCH ?= torch==2.13.0
 DEMO_CONF ?= {"source": "synthetic", "models": ["als"], "synthetic_users": 1000, "synthetic_items": 500}
 
-.PHONY: demo test test-fast bench airflow mlflow install clean lock help
+# The production topology on this machine (`make up` / `make down`, see README "Architecture"):
+# every setting is an environment variable; these are only defaults, override any of them.
+STACK_PG ?= postgresql+psycopg2://postgres@127.0.0.1:5432
+STACK_VARS := \
+	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(STACK_PG)/recsys_airflow \
+	RECSYS_MLFLOW_BACKEND_URI=$(STACK_PG)/recsys_mlflow \
+	RECSYS_MLFLOW_AUTH_URI=$(STACK_PG)/recsys_mlflow_auth \
+	RECSYS_ARTIFACT_ROOT=$(RECSYS_HOME)/artifact-store \
+	RECSYS_AIRFLOW_PORT=$${RECSYS_AIRFLOW_PORT:-8080} RECSYS_MLFLOW_PORT=$${RECSYS_MLFLOW_PORT:-5000} \
+	RECSYS_DASK_PORT=$${RECSYS_DASK_PORT:-8786} RECSYS_API_PORT=$${RECSYS_API_PORT:-8000}
+
+.PHONY: demo test test-fast bench airflow mlflow install clean lock help up down status system-test browser
 
 help:
 	@echo "make demo    set up .venv from the lock file and run the recsys_training DAG on synthetic data"
@@ -34,6 +45,9 @@ help:
 	@echo "make airflow start Airflow (scheduler, API server, DAG processor) on http://127.0.0.1:8080"
 	@echo "make mlflow  start the MLflow UI on http://127.0.0.1:5000"
 	@echo "make bench   run the benchmarks (writes benchmarks/results/*.json)"
+	@echo "make up      start the topology: Airflow, MLflow server, Dask scheduler + 2 workers, recsys serve"
+	@echo "make down    stop it (make status shows it); logs in .recsys/stack/logs"
+	@echo "make system-test  bring the topology up, train through the REST API and the browser form, bring it down"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,8 +73,25 @@ demo: $(RECSYS_HOME)/.ready
 		|| (tail -40 $(RECSYS_HOME)/demo-dag.log; exit 1)
 	@$(BIN)/recsys status
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(BIN)/python -m pytest
+
+# The browser test drives Debian's chromium (Playwright cannot download browsers here).
+browser:
+	@command -v chromium > /dev/null || { apt-get update -q && apt-get install -y -q chromium > /dev/null; } \
+		|| echo "chromium could not be installed: the browser test will skip"
+
+system-test: $(VENV)/.installed browser
+	$(BIN)/python -m pytest tests/integration/test_system.py tests/integration/test_trigger_form_browser.py
+
+up: $(VENV)/.installed
+	$(STACK_VARS) $(BIN)/python -m pipelines.stack up
+
+down:
+	$(STACK_VARS) $(BIN)/python -m pipelines.stack down
+
+status:
+	$(STACK_VARS) $(BIN)/python -m pipelines.stack status
 
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "not slow"

@@ -37,3 +37,7 @@ class PartitionBusyError(RecsysError, RuntimeError):
 
 class ColdTestRowsError(DataError):
     """Too many held-out rows belong to users or items absent from training to evaluate on."""
+
+
+class ServingError(RecsysError, RuntimeError):
+    """Serving or batch scoring cannot proceed (no model under the alias, a bundle that does not load)."""

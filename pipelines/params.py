@@ -52,8 +52,9 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "description": "Where interactions come from. 'synthetic' generates seeded data with planted tastes.",
         },
         "path": {
-            "default": "", "type": "string", "title": "Source path",
-            "description": "File or folder for csv, parquet and movielens sources (absolute path).",
+            "default": None, "type": ["null", "string"], "title": "Source path",
+            "description": "Needed by csv, parquet, movielens and movielens100k: an absolute file or folder path "
+                           "on the workers. Leave empty for synthetic and sql.",
         },
         "models": {
             "default": ["als"], "type": "array", "items": {"type": "string", "enum": models},
@@ -92,12 +93,28 @@ def param_specs() -> dict[str, dict[str, Any]]:
         # -- data ------------------------------------------------------------------
         "split": {"default": "stratified", "type": "string", "enum": SPLITS, "title": "Split", "section": "Data"},
         "test_fraction": {"default": 0.25, "type": "number", "exclusiveMinimum": 0.0, "exclusiveMaximum": 1.0, "title": "Test fraction", "section": "Data"},
-        "synthetic_users": {"default": 1000, "type": "integer", "minimum": 10, "maximum": 100_000_000, "title": "Synthetic users", "section": "Data"},
-        "synthetic_items": {"default": 500, "type": "integer", "minimum": 10, "maximum": 10_000_000, "title": "Synthetic items", "section": "Data"},
-        "interactions_per_user": {"default": 40, "type": "integer", "minimum": 1, "maximum": 10_000, "title": "Synthetic interactions per user", "section": "Data"},
-        "sql_url": {"default": "", "type": "string", "title": "SQLAlchemy URL (sql source)", "section": "Data"},
-        "sql_table": {"default": "", "type": "string", "title": "SQL table (or give a query)", "section": "Data"},
-        "sql_query": {"default": "", "type": "string", "title": "SQL query", "section": "Data"},
+        "synthetic_users": {"default": 1000, "type": "integer", "minimum": 10, "maximum": 100_000_000, "title": "Synthetic users", "section": "Data",
+            "description": "synthetic only: number of users generated."},
+        "synthetic_items": {"default": 500, "type": "integer", "minimum": 10, "maximum": 10_000_000, "title": "Synthetic items", "section": "Data",
+            "description": "synthetic only: number of items generated."},
+        "interactions_per_user": {"default": 40, "type": "integer", "minimum": 1, "maximum": 10_000, "title": "Synthetic interactions per user", "section": "Data",
+            "description": "synthetic only: mean interactions per user (at most the item count)."},
+        # Optional fields are nullable: a non-null string type would make the form mark them
+        # required and disable Trigger for the sources that do not use them.
+        "sql_conn_id": {
+            "default": None, "type": ["null", "string"], "title": "SQL connection id (sql source)", "section": "Data",
+            "description": "Needed by sql: the id of an Airflow connection (Admin > Connections, or an "
+                           "AIRFLOW_CONN_<ID> variable) holding the database URL. The URL and its password "
+                           "never enter the form, XCom or MLflow.",
+        },
+        "sql_table": {
+            "default": None, "type": ["null", "string"], "title": "SQL table", "section": "Data",
+            "description": "sql only: the table to read (schema.table allowed); give this or a query.",
+        },
+        "sql_query": {
+            "default": None, "type": ["null", "string"], "title": "SQL query", "section": "Data",
+            "description": "sql only: a SELECT to read instead of a table.",
+        },
         "max_rejected_fraction": {"default": 0.05, "type": "number", "minimum": 0.0, "maximum": 1.0, "title": "Max rejected fraction", "section": "Data"},
         "kcore": {"default": 0, "type": "integer", "minimum": 0, "maximum": 1000, "title": "k-core filter (0 = off)", "section": "Data"},
     }

@@ -9,9 +9,18 @@ from pathlib import Path
 from pipelines.constants import ENV_HOME
 
 
+# Absolute, so every process of a run finds the same home whatever its working directory
+# (Airflow starts each task wherever its worker runs).
+DEFAULT_HOME = "~/.recsys"
+
+
 def home() -> Path:
-    """The platform home (``$RECSYS_HOME``, default ``./.recsys``), created if missing."""
-    path = Path(os.environ.get(ENV_HOME, ".recsys")).resolve()
+    """The platform home, absolute and created if missing.
+
+    ``$RECSYS_HOME`` when set (a relative value is taken against the current directory, once:
+    a DAG run's plan records the absolute result and its tasks use that), else ``~/.recsys``.
+    """
+    path = Path(os.environ.get(ENV_HOME) or DEFAULT_HOME).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

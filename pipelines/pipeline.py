@@ -105,7 +105,7 @@ def from_params(params: Mapping[str, Any]) -> PipelineConfig:
             ingest.update(n_users=p["synthetic_users"], n_items=p["synthetic_items"],
                           interactions_per_user=p["interactions_per_user"])
         elif p["source"] == "sql":
-            ingest.update(url=p["sql_url"] or None, table=p["sql_table"] or None, query=p["sql_query"] or None)
+            ingest.update(conn_id=p["sql_conn_id"] or None, table=p["sql_table"] or None, query=p["sql_query"] or None)
         else:
             ingest["path"] = p["path"] or None
         candidates = tuple(
@@ -370,13 +370,15 @@ def train_candidate(
     return result
 
 
-def open_tracking(config: PipelineConfig, run_key: str, tracking_uri: str | None = None) -> dict[str, str]:
+def open_tracking(
+    config: PipelineConfig, run_key: str, tracking_uri: str | None = None, artifact_root: str | None = None
+) -> dict[str, str]:
     """Configure MLflow and open (or reuse) the parent run of ``run_key``, logging every config."""
     from pipelines.tracking.runs import open_parent_run
     from pipelines.tracking.setup import configure_mlflow
 
-    uri, experiment_id = configure_mlflow(tracking_uri, config.experiment)
-    parent = open_parent_run(run_key, experiment_id, params=config.model_dump(mode="json"))
+    uri, experiment_id = configure_mlflow(tracking_uri, config.experiment, artifact_root)
+    parent = open_parent_run(run_key, experiment_id, params=config.model_dump(mode="json"), tracking_uri=uri)
     return {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
 
 

@@ -1,7 +1,8 @@
 """The pipeline's steps as the DAG tasks call them: plain dicts in, small dicts out.
 
 Each function is one task's whole body. A ``plan`` (from :func:`plan`) carries the run key,
-the lake root and every step's validated config, so every task of a run agrees on them and
+where the run keeps its state (lake, MLflow tracking URI and artifact root, all resolved once,
+absolute) and every step's validated config, so every task of a run agrees on them and
 nothing but URIs, counts and metrics travels through XCom.
 """
 
@@ -12,13 +13,33 @@ from typing import Any, Mapping
 from pipelines.timing import log_step_timings, timed_step
 
 
-def plan(params: Mapping[str, Any], run_id: str, lake_root: str | None = None) -> dict[str, Any]:
-    """Validate the run's parameters into step configs; fails the run before any work starts."""
+def plan(
+    params: Mapping[str, Any],
+    run_id: str,
+    lake_root: str | None = None,
+    tracking_uri: str | None = None,
+    artifact_root: str | None = None,
+) -> dict[str, Any]:
+    """Validate the run's parameters into step configs and fix where the run keeps its state.
+
+    The lake, tracking URI and artifact root default to the platform's (``RECSYS_HOME``,
+    ``MLFLOW_TRACKING_URI``, ``RECSYS_ARTIFACT_ROOT``) as resolved here, in the first task;
+    later tasks read them from the plan, never from their own environment or working
+    directory. Fails the run before any work starts.
+    """
     from pipelines.paths import lake, run_key
     from pipelines.pipeline import from_params
+    from pipelines.tracking.setup import default_artifact_root, default_tracking_uri
 
     config = from_params(params)
-    return {"run_key": run_key(run_id), "lake": str(lake_root or lake()), "config": config.model_dump(mode="json")}
+    tracking_uri = tracking_uri or default_tracking_uri()
+    return {
+        "run_key": run_key(run_id),
+        "lake": str(lake_root or lake()),
+        "tracking_uri": tracking_uri,
+        "artifact_root": artifact_root or default_artifact_root(tracking_uri),  # None: the server decides
+        "config": config.model_dump(mode="json"),
+    }
 
 
 def _config(plan: Mapping[str, Any]):
@@ -27,11 +48,18 @@ def _config(plan: Mapping[str, Any]):
     return PipelineConfig.model_validate(plan["config"])
 
 
+def _use_plan_tracking(plan: Mapping[str, Any]) -> None:
+    """Point this task process's MLflow at the run's store (tuning and promotion build clients too)."""
+    from pipelines.tracking.setup import use_tracking_uri
+
+    use_tracking_uri(plan["tracking_uri"])
+
+
 def open_run(plan: Mapping[str, Any]) -> dict[str, str]:
-    """Create (or reuse, on retry) the run's MLflow parent run."""
+    """Create (or reuse, on retry) the run's MLflow parent run in the plan's store."""
     from pipelines.pipeline import open_tracking
 
-    return open_tracking(_config(plan), plan["run_key"])
+    return open_tracking(_config(plan), plan["run_key"], plan["tracking_uri"], plan["artifact_root"])
 
 
 def ingest(plan: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,6 +129,7 @@ def train(
     """Tune (when asked and the family has a search space), then fit, evaluate and log one candidate."""
     from pipelines.pipeline import train_candidate
 
+    _use_plan_tracking(plan)
     return train_candidate(_config(plan), candidate, features["features_uri"], plan["lake"], plan["run_key"],
                            tracking, lineage)
 
@@ -115,6 +144,7 @@ def register_and_promote(
     """Register the best candidate; move the serving alias only if it beats the champion."""
     from pipelines.training.promote import run_register_and_promote
 
+    _use_plan_tracking(plan)
     timings: dict[str, Any] = dict(features.get("timings", {}))
     for result in results:
         timings.update(result.get("timings", {}))

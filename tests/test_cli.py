@@ -159,10 +159,11 @@ def test_shorthands_need_one_model():
 
 
 def test_generated_options_reach_their_steps():
-    config = _config("--source", "sql", "--sql-url", "postgresql://db/x", "--sql-table", "ratings", "--kcore", "5",
+    config = _config("--source", "sql", "--sql-conn-id", "warehouse", "--sql-table", "ratings", "--kcore", "5",
                      "--tune", "--n-trials", "3", "--seed", "7", "--no-gpu", "-k", "20", "--margin", "0.01",
                      "--registered-model", "other")
-    assert (config.ingest.url, config.ingest.table, config.cleaning.kcore) == ("postgresql://db/x", "ratings", 5)
+    assert (config.ingest.conn_id, config.ingest.table, config.cleaning.kcore) == ("warehouse", "ratings", 5)
+    assert config.ingest.url is None  # a password-bearing URL is never an option: it would reach logs and params
     assert (config.tuning.n_trials, config.tuning.seed, config.features.seed) == (3, 7, 7)
     assert _candidate(config, "als").model_params() == {"seed": 7, "device": "cpu"}
     promotion = config.promotion

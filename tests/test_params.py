@@ -197,3 +197,26 @@ def test_content_model_on_a_source_without_metadata_is_refused():
         from_params({"source": "csv", "path": "/data/interactions.csv", "models": ["content"]})
     # the same model on a source that brings metadata is accepted
     assert [c.model for c in from_params({"models": ["content"]}).candidates] == ["content", "popularity"]
+
+
+def test_the_form_can_be_submitted_with_its_defaults():
+    """The UI marks a Param required unless its type admits null, and treats "" as missing:
+    every field must either have a real default or be nullable with default None."""
+    from airflow.sdk import Param
+
+    for name, spec in param_specs().items():
+        spec = dict(spec)
+        default = spec.pop("default")
+        assert default != "", f"{name}: an empty-string default reads as a missing required field in the form"
+        if default is None:
+            assert "null" in spec["type"], f"{name}: default None needs a nullable type"
+        Param(default, **spec).resolve(default)  # the default itself passes the schema
+    assert from_params({name: spec["default"] for name, spec in param_specs().items()}).ingest.source == "synthetic"
+
+
+def test_source_fields_are_described_for_the_sources_that_need_them():
+    specs = param_specs()
+    assert "csv" in specs["path"]["description"] and "sql" in specs["sql_conn_id"]["description"]
+    assert "sql_url" not in specs  # a URL with its password must never be a form field (it would reach XCom)
+    config = from_params({"source": "sql", "sql_conn_id": "warehouse", "sql_table": "events"})
+    assert (config.ingest.conn_id, config.ingest.table, config.ingest.url) == ("warehouse", "events", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
 from pipelines.errors import ConfigError
 
@@ -64,8 +64,12 @@ class IngestConfig(BaseModel):
     seed: int = 42
     """Synthetic: seed; the same seed and sizes give the same data."""
 
-    url: str | None = None
-    """SQL: SQLAlchemy URL, e.g. postgresql+psycopg2://user@host:5432/db."""
+    conn_id: str | None = None
+    """SQL: id of an Airflow connection holding the database URL (read from ``AIRFLOW_CONN_<ID>``
+    or Airflow's secrets backend when the step runs): what DAG runs use, so no URL travels."""
+    url: SecretStr | None = None
+    """SQL: SQLAlchemy URL, e.g. postgresql+psycopg2://user:pw@host:5432/db, for the CLI and scripts.
+    A secret: masked in dumps, logs and manifests, so it cannot cross XCom (use ``conn_id`` there)."""
     table: str | None = None
     """SQL: table to read (optionally schema-qualified, "schema.table"); exclusive with query."""
     query: str | None = None
@@ -93,8 +97,8 @@ class IngestConfig(BaseModel):
         if self.source in FILE_SOURCES and not self.path:
             raise ValueError(f"path is required for source={self.source!r} (a file or folder to read)")
         if self.source == "sql":
-            if not self.url:
-                raise ValueError("url is required for source='sql' (a SQLAlchemy URL)")
+            if bool(self.url) == bool(self.conn_id):
+                raise ValueError("source='sql' needs exactly one of conn_id (an Airflow connection id) or url")
             if bool(self.table) == bool(self.query):
                 raise ValueError("source='sql' needs exactly one of table or query")
         if self.source == "synthetic" and self.interactions_per_user > self.n_items:
@@ -118,10 +122,13 @@ class IngestConfig(BaseModel):
                 f"interactions_per_user={self.interactions_per_user:g}, n_factors={self.n_factors}, seed={self.seed})"
             )
         if self.source == "sql":
-            from sqlalchemy.engine import make_url
+            if self.conn_id:
+                where = f"conn_id={self.conn_id}"
+            else:
+                from sqlalchemy.engine import make_url
 
-            url = make_url(self.url).render_as_string(hide_password=True)
-            return f"sql({url}, {'table=' + self.table if self.table else 'query=' + repr(self.query)})"
+                where = make_url(self.url.get_secret_value()).render_as_string(hide_password=True)
+            return f"sql({where}, {'table=' + self.table if self.table else 'query=' + repr(self.query)})"
         return f"{self.source}({self.path})"
 
 

@@ -8,6 +8,8 @@ bad values reach the cleaning step like they do from CSV.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,13 +18,84 @@ import pandas as pd
 from pipelines.constants import INTERACTION_COLUMNS, SOURCE_ROW
 from pipelines.data.columns import resolve_column_map
 from pipelines.data.config import IngestConfig
-from pipelines.errors import DataError
+from pipelines.errors import ConfigError, DataError
+
+# Airflow connection types whose name is not a SQLAlchemy dialect.
+_DIALECTS = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql"}
 
 
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _where(cfg: IngestConfig) -> str:
+    """The source as messages name it: the connection id or the URL without its password."""
+    return f"connection {cfg.conn_id!r}" if cfg.conn_id else _safe_url(cfg.url.get_secret_value())
+
+
+def _url_from_parts(conn_type: str, login: Any, password: Any, host: Any, port: Any, schema: Any, extra: Any) -> Any:
+    from sqlalchemy.engine import URL
+
+    if conn_type == "sqlite":  # Airflow keeps the database file in host
+        return URL.create("sqlite", database=host or schema)
+    query = extra if isinstance(extra, dict) else {}
+    return URL.create(
+        _DIALECTS.get(conn_type, conn_type), username=login or None, password=password or None, host=host or None,
+        port=int(port) if port else None, database=schema or None,
+        query={k: str(v) for k, v in query.items() if isinstance(v, (str, int, float))},
+    )
+
+
+def _url_from_env(conn_id: str, value: str) -> Any:
+    """An ``AIRFLOW_CONN_<ID>`` value (URI or JSON, as Airflow accepts them) as a SQLAlchemy URL."""
+    from sqlalchemy.engine import make_url
+
+    if value.lstrip().startswith("{"):
+        try:
+            conn = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"AIRFLOW_CONN_{conn_id.upper()} is neither a URI nor valid JSON: {exc.msg}") from None
+        return _url_from_parts(conn.get("conn_type", ""), conn.get("login"), conn.get("password"), conn.get("host"),
+                               conn.get("port"), conn.get("schema"), conn.get("extra"))
+    url = make_url(value)
+    dialect = url.drivername.replace("-", "_")
+    return url.set(drivername=_DIALECTS.get(dialect, dialect))
+
+
+def resolve_sql_url(cfg: IngestConfig) -> Any:
+    """The SQLAlchemy URL to read, resolved only where the read happens (never stored or returned as text).
+
+    ``cfg.url`` is used as given; ``cfg.conn_id`` is looked up as Airflow does: the
+    ``AIRFLOW_CONN_<ID>`` environment variable first, then Airflow's connections (metadata
+    database or secrets backend) when the step runs inside an Airflow task.
+
+    Raises:
+        ConfigError: the connection is not defined anywhere.
+    """
+    if cfg.url is not None:
+        from sqlalchemy.engine import make_url
+
+        return make_url(cfg.url.get_secret_value())
+    env = os.environ.get(f"AIRFLOW_CONN_{cfg.conn_id.upper()}")
+    if env:
+        return _url_from_env(cfg.conn_id, env)
+    try:
+        from airflow.sdk import Connection
+    except ImportError:
+        raise ConfigError(
+            f"conn_id {cfg.conn_id!r}: no AIRFLOW_CONN_{cfg.conn_id.upper()} variable and Airflow is not installed"
+        ) from None
+    try:
+        conn = Connection.get(cfg.conn_id)
+    except Exception as exc:  # the SDK raises different types inside and outside a task
+        raise ConfigError(
+            f"conn_id {cfg.conn_id!r}: no such Airflow connection (nor AIRFLOW_CONN_{cfg.conn_id.upper()}): "
+            f"{exc.__class__.__name__}"
+        ) from None
+    return _url_from_parts(conn.conn_type or "", conn.login, conn.password, conn.host, conn.port, conn.schema,
+                           conn.extra_dejson)
 
 
 def _statement(engine: Any, cfg: IngestConfig) -> Any:
@@ -35,7 +108,7 @@ def _statement(engine: Any, cfg: IngestConfig) -> Any:
     try:
         table = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=engine)
     except sa.exc.NoSuchTableError as exc:
-        raise DataError(f"SQL table {cfg.table!r} not found at {_safe_url(cfg.url)}") from exc
+        raise DataError(f"SQL table {cfg.table!r} not found at {_where(cfg)}") from exc
     return sa.select(table)
 
 
@@ -51,7 +124,7 @@ def as_text(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def iter_sql_chunks(cfg: IngestConfig) -> Iterator[pd.DataFrame]:
-    """Canonical interaction chunks (text columns + ``source_row``) from ``cfg.url``.
+    """Canonical interaction chunks (text columns + ``source_row``) from the configured database.
 
     Raises:
         DataError: the database cannot be reached or queried, the table is missing, or a
@@ -59,8 +132,8 @@ def iter_sql_chunks(cfg: IngestConfig) -> Iterator[pd.DataFrame]:
     """
     import sqlalchemy as sa
 
-    where = f"SQL {'table ' + repr(cfg.table) if cfg.table else 'query ' + repr(cfg.query)} at {_safe_url(cfg.url)}"
-    engine = sa.create_engine(cfg.url)
+    where = f"SQL {'table ' + repr(cfg.table) if cfg.table else 'query ' + repr(cfg.query)} at {_where(cfg)}"
+    engine = sa.create_engine(resolve_sql_url(cfg))
     try:
         with engine.connect() as conn:
             chunks = pd.read_sql(_statement(conn, cfg), conn, chunksize=cfg.chunksize, coerce_float=False)

@@ -63,11 +63,16 @@ class Decision(BaseModel):
     status: Literal["promoted", "kept_as_challenger", "already_champion"]
 
 
-def register_version(model_uri: str, run_id: str, config: PromotionConfig, run_key: str, tags: dict[str, str]) -> str:
-    """Register ``model_uri`` (logged by run ``run_id``) once: a retried task reuses its version."""
+def register_version(
+    model_uri: str, run_id: str, config: PromotionConfig, run_key: str, tags: dict[str, str],
+    tracking_uri: str | None = None,
+) -> str:
+    """Register ``model_uri`` (logged by run ``run_id``) once: a retried task reuses its version.
+
+    ``tracking_uri``: the run's MLflow store (None: the process's current one)."""
     import mlflow
 
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(tracking_uri)
     try:
         client.get_registered_model(config.registered_model)
     except mlflow.exceptions.MlflowException:
@@ -87,6 +92,7 @@ def promote_if_better(
     candidate_value: float,
     popularity_value: float,
     champion_value_fn: Any,
+    tracking_uri: str | None = None,
 ) -> Decision:
     """Decide and apply: move the alias to ``version`` or mark it ``challenger``.
 
@@ -95,7 +101,7 @@ def promote_if_better(
     """
     import mlflow
 
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(tracking_uri)
     name = config.registered_model
     version = str(version)
     champion = _alias_version(client, name, config.alias)

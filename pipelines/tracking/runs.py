@@ -23,15 +23,20 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def open_parent_run(
-    run_key: str, experiment_id: str, params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None
+    run_key: str,
+    experiment_id: str,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    tracking_uri: str | None = None,
 ) -> str:
     """The parent run of one pipeline run: found by its run key, created once.
 
     Re-running the task returns the same run id, so a retried DAG run never forks its history.
+    ``tracking_uri`` is the run's store (None: the process's current MLflow URI).
     """
     import mlflow
 
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(tracking_uri)
     found = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{TAG_RUN_KEY}` = '{run_key}' and tags.`{TAG_ROLE}` = 'parent'",
@@ -53,15 +58,16 @@ def open_parent_run(
     return run_id
 
 
-def start_child_run(parent_run_id: str, model_name: str, experiment_id: str) -> str:
-    """A fresh nested run for ``model_name`` under the parent.
+def start_child_run(parent_run_id: str, model_name: str, experiment_id: str, tracking_uri: str | None = None) -> str:
+    """A fresh nested run for ``model_name`` under the parent, in the parent's store ``tracking_uri``
+    (None: the process's current MLflow URI).
 
     A child from an earlier attempt of the same task is deleted first, so metric histories
     (per-iteration loss) are never appended twice.
     """
     import mlflow
 
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(tracking_uri)
     run_key = client.get_run(parent_run_id).data.tags.get(TAG_RUN_KEY, "")
     for old in client.search_runs(
         [experiment_id],
@@ -84,8 +90,8 @@ def _log_params(client: Any, run_id: str, params: Mapping[str, str]) -> None:
         client.log_batch(run_id, params=items[start : start + 100])
 
 
-def log_params(run_id: str, params: Mapping[str, Any]) -> None:
+def log_params(run_id: str, params: Mapping[str, Any], tracking_uri: str | None = None) -> None:
     """Log a (nested) config dict as flat params on ``run_id``."""
     import mlflow
 
-    _log_params(mlflow.MlflowClient(), run_id, flatten(params))
+    _log_params(mlflow.MlflowClient(tracking_uri), run_id, flatten(params))

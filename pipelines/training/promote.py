@@ -62,7 +62,8 @@ def run_register_and_promote(
     from pipelines.tracking.runs import flatten
 
     tags = {"recsys.model": best["model"], **{f"lineage.{k}": str(v) for k, v in flatten(lineage or {}).items()}}
-    version = register_version(best["model_uri"], best["run_id"], config, run_key, tags)
+    uri = tracking.get("tracking_uri")  # the run's store, passed on explicitly
+    version = register_version(best["model_uri"], best["run_id"], config, run_key, tags, tracking_uri=uri)
 
     def champion_value(champion_version: str) -> float:
         from pipelines.evaluation.bundle_eval import evaluate_bundle
@@ -72,8 +73,9 @@ def run_register_and_promote(
         bundle = loaded.unwrap_python_model().bundle
         return evaluate_bundle(bundle, load_feature_set(features_uri), k=config.k)[metric]
 
-    decision = promote_if_better(config, version, float(best["metrics"][metric]), popularity_value, champion_value)
-    client = mlflow.MlflowClient()
+    decision = promote_if_better(config, version, float(best["metrics"][metric]), popularity_value, champion_value,
+                                 tracking_uri=uri)
+    client = mlflow.MlflowClient(uri)
     client.set_tag(tracking["parent_run_id"], "promotion.status", decision.status)
     client.set_tag(tracking["parent_run_id"], "promotion.reason", decision.reason)
     client.set_tag(tracking["parent_run_id"], "registered_version", f"{config.registered_model}/{version}")

@@ -121,7 +121,12 @@ def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking,
     from pipelines.tracking.pyfunc import log_bundle_model
     from pipelines.tracking.runs import flatten, start_child_run
 
-    child_id = start_child_run(tracking["parent_run_id"], config.model, tracking["experiment_id"])
+    from pipelines.tracking.setup import use_tracking_uri
+
+    uri = tracking.get("tracking_uri")
+    if uri:  # the run's store, never MLflow's default: this may be a fresh task process
+        use_tracking_uri(uri)
+    child_id = start_child_run(tracking["parent_run_id"], config.model, tracking["experiment_id"], uri)
     with mlflow.start_run(run_id=child_id):
         mlflow.log_params(flatten({"train": config.model_dump(mode="json"), "model": model.config.model_dump(mode="json")}))
         mlflow.log_params(flatten({"features": features.manifest.get("config", {})}))

@@ -47,8 +47,10 @@ def test_file_sources_need_a_path(source):
 
 
 def test_sql_needs_url_and_exactly_one_of_table_or_query():
-    with pytest.raises(ConfigError, match="url is required"):
+    with pytest.raises(ConfigError, match="exactly one of conn_id"):
         load_ingest_config({"source": "sql", "table": "t"})
+    with pytest.raises(ConfigError, match="exactly one of conn_id"):
+        load_ingest_config({"source": "sql", "table": "t", "conn_id": "warehouse", "url": "sqlite://"})
     with pytest.raises(ConfigError, match="exactly one of table or query"):
         load_ingest_config({"source": "sql", "url": "sqlite://", "table": "t", "query": "select 1"})
     with pytest.raises(ConfigError, match="exactly one of table or query"):

@@ -1,8 +1,9 @@
-"""The DAG under a real Airflow (scheduler, DAG processor, API server, LocalExecutor).
+"""The DAG under a real Airflow (scheduler, DAG processor, API server, LocalExecutor), set up as
+a team's own Airflow would be: only the dags folder and ``RECSYS_HOME`` point at the platform.
 
-Production-like: Airflow's metadata and MLflow's tracking database on the local PostgreSQL.
-The run is triggered through the REST API the UI form uses: invalid values are refused with
-HTTP 400 by the Params schema; a valid run trains, registers and promotes a model. This is the
+No ``MLFLOW_TRACKING_URI`` and no artifact root are set, and every process starts in a working
+directory other than the checkout: the tasks (each a fresh process) must agree on one tracking
+store through the run's plan, and it must be the one inside ``RECSYS_HOME``. This is also the
 path where Dask must not spawn worker processes (see STACK_NOTES), which ``dag.test()`` hides.
 Everything started here is stopped by process group at the end.
 """
@@ -48,13 +49,13 @@ def _pg_admin(sql: str) -> None:
 
 @pytest.fixture
 def postgres_databases():
-    """Two throwaway databases (Airflow, MLflow) on the local PostgreSQL, dropped afterwards."""
+    """A throwaway Airflow metadata database on the local PostgreSQL, dropped afterwards."""
     try:
         _pg_admin("select 1")
     except Exception as exc:  # psycopg2.OperationalError and socket errors alike
         pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {exc}")
     suffix = uuid.uuid4().hex[:10]
-    names = {"airflow": f"recsys_af_{suffix}", "mlflow": f"recsys_mlf_{suffix}"}
+    names = {"airflow": f"recsys_af_{suffix}"}
     for name in names.values():
         _pg_admin(f"create database {name}")
     yield {role: f"{PG}/{name}" for role, name in names.items()}
@@ -70,9 +71,11 @@ def airflow_live(tmp_path, postgres_databases):
     home = tmp_path / "airflow"
     home.mkdir()
     venv_bin = str(Path(sys.executable).parent)
+    # A clean environment, not the test session's (which sets MLFLOW_TRACKING_URI and more).
     env = {
-        **os.environ,
         "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+        "HOME": str(tmp_path / "user-home"),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_databases["airflow"],
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -91,23 +94,21 @@ def airflow_live(tmp_path, postgres_databases):
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
         "RECSYS_TRAINING_SCHEDULE": "none",  # only the run this test triggers
         "RECSYS_HOME": str(tmp_path / "recsys"),
-        "MLFLOW_TRACKING_URI": postgres_databases["mlflow"],
-        "RECSYS_ARTIFACT_ROOT": str(tmp_path / "mlartifacts"),
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(ROOT),  # this checkout's package, not whichever one the venv has installed
     }
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    elsewhere = tmp_path / "elsewhere"  # not the checkout: a relative default would land here
+    (tmp_path / "user-home").mkdir()
+    elsewhere.mkdir()
+    migrate = subprocess.run(["airflow", "db", "migrate"], env=env, cwd=elsewhere, capture_output=True, text=True,
+                             timeout=300)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
-    # Create the MLflow schema once up front, before tasks log to it concurrently.
-    subprocess.run([sys.executable, "-c", "from pipelines.tracking.setup import configure_mlflow; configure_mlflow()"],
-                   env=env, check=True, capture_output=True, timeout=300)
     log = open(tmp_path / "standalone.log", "w")
-    proc = subprocess.Popen(["airflow", "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(["airflow", "standalone"], env=env, cwd=elsewhere, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for(lambda: _get(base, "/api/v2/monitor/health").status_code == 200, 180, "API server")
-        yield base, env
+        yield base, env, elsewhere
     finally:
         _stop(proc, str(home))
         log.close()
@@ -176,26 +177,17 @@ def _stop(proc: subprocess.Popen, airflow_home: str) -> None:
             continue
 
 
-def test_real_airflow_refuses_bad_conf_and_runs_the_dag(airflow_live):
+def test_tasks_agree_on_the_tracking_store_from_recsys_home_alone(airflow_live):
     import mlflow
     import requests
 
-    base, env = airflow_live
+    base, env, elsewhere = airflow_live
     _wait_for(lambda: _get(base, "/api/v2/dags/recsys_training").status_code == 200, 180, "DAG parsed")
     resp = requests.patch(base + "/api/v2/dags/recsys_training", json={"is_paused": False}, headers=_headers(base), timeout=10)
     assert resp.status_code == 200, resp.text
 
-    def trigger(conf):
-        return requests.post(base + "/api/v2/dags/recsys_training/dagRuns", json={"logical_date": None, "conf": conf},
-                             headers=_headers(base), timeout=30)
-
-    bad_confs = ({**CONF, "model_params": {"als": {"factors": -5}}}, {**CONF, "model_params": {"als": {"nope": 1}}},
-                 {**CONF, "models": ["no_such_model"]}, {**CONF, "split": "sideways"})
-    for bad in bad_confs:
-        refused = trigger(bad)
-        assert refused.status_code == 400, (bad, refused.status_code, refused.text[:500])
-
-    started = trigger(CONF)
+    started = requests.post(base + "/api/v2/dags/recsys_training/dagRuns", json={"logical_date": None, "conf": CONF},
+                            headers=_headers(base), timeout=30)
     assert started.status_code == 200, started.text[:1000]
     run_id = started.json()["dag_run_id"]
     path = f"/api/v2/dags/recsys_training/dagRuns/{run_id}"
@@ -205,7 +197,20 @@ def test_real_airflow_refuses_bad_conf_and_runs_the_dag(airflow_live):
         tasks = _get(base, path + "/taskInstances").json().get("task_instances", [])
         pytest.fail(f"DAG run {state}: {[(t['task_id'], t['state']) for t in tasks]}")
 
-    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    home = Path(env["RECSYS_HOME"])
+    plan = _get(base, path + "/taskInstances/plan/xcomEntries/return_value").json()["value"]
+    assert plan["tracking_uri"] == f"sqlite:///{home / 'mlflow.db'}"
+    assert plan["lake"] == str(home / "lake")
+    assert plan["artifact_root"] == (home / "mlartifacts").as_uri()
+
+    # Every run of the pipeline is in RECSYS_HOME's store: the parent, one child per candidate, the champion.
+    client = mlflow.MlflowClient(plan["tracking_uri"])
     champion = client.get_model_version_by_alias("recsys", "champion")
     assert champion.tags["recsys.model"] == "als"
-    assert float(champion.tags["promotion.candidate_value"]) > float(champion.tags["promotion.baseline_value"])
+    parent = client.get_run(client.get_run(champion.run_id).data.tags["mlflow.parentRunId"])
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(r.data.tags["recsys.model"] for r in children) == ["als", "popularity"]
+    assert client.get_run(champion.run_id).info.artifact_uri.startswith(plan["artifact_root"])
+    # ...and nothing fell back to a relative default in the working directory or MLflow's ./mlruns.
+    assert sorted(p.name for p in elsewhere.iterdir()) == []
