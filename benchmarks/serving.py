@@ -2,7 +2,7 @@
 
 The model is ALS trained on ml-latest-small by ``recsys train --register`` (the platform's own
 steps) into a temporary tracking store; both servers serve ``models:/recsys@champion`` from it,
-one at a time, on loopback. A minimal FastAPI app answering a fixed top-10 from memory runs
+on loopback, all started together and measured in turn at each client count. A minimal FastAPI app answering a fixed top-10 from memory runs
 the same way as the floor (the cost of FastAPI + uvicorn + the load generator alone). The load
 generator runs in its own process(es): wrk when installed (``apt-get install wrk``), else a
 multi-process asyncio client. Each (server, clients) pair gets a warm-up, then a timed run of
@@ -222,22 +222,20 @@ def sample_users(data: Path) -> list[str]:
     return users[::step][:LOAD_USERS].tolist()
 
 
-def measure(name: str, kind: str, port: int, users: list[str], args, work: Path) -> dict[str, Any]:
+def measure(name: str, kind: str, port: int, users: list[str], args, work: Path, clients: int) -> dict[str, Any]:
+    """Warm up, then one timed run of ``clients`` concurrent clients against one server: {clients: row}."""
     url = f"http://127.0.0.1:{port}"
     script = work / f"{name}.lua"
     script.write_text(lua_script(kind, users))
-    rows = {}
-    for clients in args.clients:
-        if args.loadgen == "wrk":
-            run_wrk(url, script, clients, args.warmup)
-            row = run_wrk(url, script, clients, args.duration)
-        else:
-            run_python("127.0.0.1", port, kind, users, clients, args.warmup)
-            row = run_python("127.0.0.1", port, kind, users, clients, args.duration)
-        rows[str(clients)] = row
-        print(f"{name:>8} {clients:>3} clients: {row['requests_per_s']:8.0f} req/s  p50 {row['p50_ms']:7.2f} ms  "
-              f"p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}", flush=True)
-    return rows
+    if args.loadgen == "wrk":
+        run_wrk(url, script, clients, args.warmup)
+        row = run_wrk(url, script, clients, args.duration)
+    else:
+        run_python("127.0.0.1", port, kind, users, clients, args.warmup)
+        row = run_python("127.0.0.1", port, kind, users, clients, args.duration)
+    print(f"{name:>12} {clients:>3} clients: {row['requests_per_s']:8.0f} req/s  p50 {row['p50_ms']:7.2f} ms  "
+          f"p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}", flush=True)
+    return {str(clients): row}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,15 +292,22 @@ def main(argv: list[str] | None = None) -> int:
             "mlflow_1blas": ("mlflow", mlflow_serve, "/ping", one_blas_thread),
             "floor": ("floor", [sys.executable, str(Path(__file__).resolve()), "--floor-app", "{port}"], "/ready", {}),
         }
-        for name in args.servers:
-            kind, command, probe, extra_env = commands[name]
-            port = free_port()
-            log = work / f"{name}.log"
-            proc = start([part.replace("{port}", str(port)) for part in command], {**env, **extra_env}, log)
-            try:
+        # All servers up at once (idle ones cost nothing), measured in turn at each client count,
+        # so a change in the shared machine's load hits every server alike rather than the last one.
+        running: dict[str, tuple[str, int, subprocess.Popen]] = {}
+        try:
+            for name in args.servers:
+                kind, command, probe, extra_env = commands[name]
+                port = free_port()
+                log = work / f"{name}.log"
+                proc = start([part.replace("{port}", str(port)) for part in command], {**env, **extra_env}, log)
+                running[name] = (kind, port, proc)
                 wait_http(f"http://127.0.0.1:{port}{probe}", proc, log)
-                results[name] = measure(name, kind, port, users, args, work)
-            finally:
+            for clients in args.clients:
+                for name, (kind, port, _) in running.items():
+                    results.setdefault(name, {}).update(measure(name, kind, port, users, args, work, clients))
+        finally:
+            for _, _, proc in running.values():
                 stop(proc)
     finally:
         if not args.work:
