@@ -18,6 +18,7 @@ from pipelines.compute.dask_cluster import DaskConfig
 from pipelines.constants import DEFAULT_EXPERIMENT
 from pipelines.data.config import IngestConfig
 from pipelines.errors import ConfigError
+from pipelines.timing import log_step_timings, timed_step
 from pipelines.features.config import FeatureConfig
 from pipelines.features.weighting import WeightingConfig
 from pipelines.tracking.promotion import PromotionConfig
@@ -155,11 +156,16 @@ def run_pipeline(
     from pipelines.paths import lake
 
     root = str(out_root or lake())
+    timings: dict[str, dict[str, float]] = {}
     with dask_client(config.dask):
-        ingested = run_ingest(config.ingest, root, run_key)
-        cleaned = run_cleaning(config.cleaning, ingested["snapshot_uri"], root, run_key)
-        features = run_features(config.features, cleaned["clean_uri"], ingested["items_uri"], root, run_key)
-    return _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri)
+        with timed_step("ingest", timings):
+            ingested = run_ingest(config.ingest, root, run_key)
+        with timed_step("clean", timings):
+            cleaned = run_cleaning(config.cleaning, ingested["snapshot_uri"], root, run_key)
+        with timed_step("features", timings):
+            features = run_features(config.features, cleaned["clean_uri"], ingested["items_uri"], root, run_key)
+    return _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri,
+                             timings)
 
 
 def run_pipeline_on_split(
@@ -192,22 +198,29 @@ def run_pipeline_on_split(
         extra = {"column_map": dict(columns)} if columns else {}
         return IngestConfig(source=fmt, path=str(Path(path).resolve()), **extra)
 
+    timings: dict[str, dict[str, float]] = {}
     with dask_client(config.dask):
-        ingested = run_ingest(file_config(train_file), root, f"{run_key}-train")
-        cleaned = run_cleaning(config.cleaning, ingested["snapshot_uri"], root, f"{run_key}-train")
-        if test_file is None:
-            features = run_features(config.features, cleaned["clean_uri"], None, root, run_key)
-        else:
-            test_in = run_ingest(file_config(test_file), root, f"{run_key}-test")
-            test_clean = run_cleaning(config.cleaning, test_in["snapshot_uri"], root, f"{run_key}-test")
-            features = run_features_from_split(
-                config.features, cleaned["clean_uri"], test_clean["clean_uri"], None, root, run_key
-            )
+        with timed_step("ingest", timings):
+            ingested = run_ingest(file_config(train_file), root, f"{run_key}-train")
+            test_in = None if test_file is None else run_ingest(file_config(test_file), root, f"{run_key}-test")
+        with timed_step("clean", timings):
+            cleaned = run_cleaning(config.cleaning, ingested["snapshot_uri"], root, f"{run_key}-train")
+            if test_in is not None:
+                test_clean = run_cleaning(config.cleaning, test_in["snapshot_uri"], root, f"{run_key}-test")
+        with timed_step("features", timings):
+            if test_in is None:
+                features = run_features(config.features, cleaned["clean_uri"], None, root, run_key)
+            else:
+                features = run_features_from_split(
+                    config.features, cleaned["clean_uri"], test_clean["clean_uri"], None, root, run_key
+                )
     config = config.model_copy(update={"ingest": file_config(train_file)})
-    return _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri)
+    return _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri,
+                             timings)
 
 
-def _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri) -> dict[str, Any]:
+def _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri,
+                      timings) -> dict[str, Any]:
     from pipelines.training.promote import run_register_and_promote
 
     tracking = open_tracking(config, run_key, tracking_uri) if (track or register) else None
@@ -216,11 +229,16 @@ def _train_candidates(config, run_key, root, ingested, cleaned, features, track,
         train_candidate(config, cand, features["features_uri"], root, run_key, tracking, lineage)
         for cand in config.candidates
     ]
+    for result in results:
+        timings.update(result.get("timings", {}))
     out: dict[str, Any] = {"ingest": ingested, "clean": cleaned, "features": features, "candidates": results}
     if register:
-        out["promotion"] = run_register_and_promote(
-            results, config.promotion, features["features_uri"], run_key, tracking, lineage
-        )
+        with timed_step("register", timings):
+            out["promotion"] = run_register_and_promote(
+                results, config.promotion, features["features_uri"], run_key, tracking, lineage
+            )
+    out["timings"] = timings
+    log_step_timings(tracking, timings)
     return out
 
 

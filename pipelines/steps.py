@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from pipelines.timing import log_step_timings, timed_step
+
 
 def plan(params: Mapping[str, Any], run_id: str, lake_root: str | None = None) -> dict[str, Any]:
     """Validate the run's parameters into step configs; fails the run before any work starts."""
@@ -38,8 +40,10 @@ def ingest(plan: Mapping[str, Any]) -> dict[str, Any]:
     from pipelines.data.ingest import run_ingest
 
     config = _config(plan)
-    with dask_client(config.dask):
-        return run_ingest(config.ingest, plan["lake"], plan["run_key"])
+    timings: dict[str, Any] = {}
+    with timed_step("ingest", timings), dask_client(config.dask):
+        result = run_ingest(config.ingest, plan["lake"], plan["run_key"])
+    return {**result, "timings": timings}
 
 
 def clean(plan: Mapping[str, Any], ingested: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,8 +52,10 @@ def clean(plan: Mapping[str, Any], ingested: Mapping[str, Any]) -> dict[str, Any
     from pipelines.compute.dask_cluster import dask_client
 
     config = _config(plan)
-    with dask_client(config.dask):
-        return run_cleaning(config.cleaning, ingested["snapshot_uri"], plan["lake"], plan["run_key"])
+    timings: dict[str, Any] = {}
+    with timed_step("clean", timings), dask_client(config.dask):
+        result = run_cleaning(config.cleaning, ingested["snapshot_uri"], plan["lake"], plan["run_key"])
+    return {**result, "timings": timings}
 
 
 def build_features(plan: Mapping[str, Any], ingested: Mapping[str, Any], cleaned: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,8 +64,11 @@ def build_features(plan: Mapping[str, Any], ingested: Mapping[str, Any], cleaned
     from pipelines.features.run import run_features
 
     config = _config(plan)
-    with dask_client(config.dask):
-        return run_features(config.features, cleaned["clean_uri"], ingested.get("items_uri"), plan["lake"], plan["run_key"])
+    timings: dict[str, Any] = {}
+    with timed_step("features", timings), dask_client(config.dask):
+        result = run_features(config.features, cleaned["clean_uri"], ingested.get("items_uri"), plan["lake"], plan["run_key"])
+    # Upstream timings ride along so the register task can put every step on the parent run.
+    return {**result, "timings": {**ingested.get("timings", {}), **cleaned.get("timings", {}), **timings}}
 
 
 def candidates(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -98,6 +107,12 @@ def register_and_promote(
     """Register the best candidate; move the serving alias only if it beats the champion."""
     from pipelines.training.promote import run_register_and_promote
 
-    return run_register_and_promote(
-        list(results), plan["config"]["promotion"], features["features_uri"], plan["run_key"], tracking, lineage
-    )
+    timings: dict[str, Any] = dict(features.get("timings", {}))
+    for result in results:
+        timings.update(result.get("timings", {}))
+    with timed_step("register", timings):
+        decision = run_register_and_promote(
+            list(results), plan["config"]["promotion"], features["features_uri"], plan["run_key"], tracking, lineage
+        )
+    log_step_timings(tracking, timings)
+    return {**decision, "timings": timings}

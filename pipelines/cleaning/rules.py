@@ -54,14 +54,25 @@ def as_text(series: pd.Series) -> pd.Series:
     return text.where(series.notna() & (text != ""))
 
 
+def _is_number(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
 def normalize_ids(series: pd.Series) -> pd.Series:
     """Ids as stripped text, "12.0" -> "12" (ids that went through a float column); missing stays missing."""
-    return as_text(series).str.replace(_INTEGRAL_FLOAT, r"\1", regex=True)
+    if pd.api.types.is_integer_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        # Fast path (most files): integers have no blanks nor ".0" to remove.
+        return series.astype("str").where(series.notna())
+    text = as_text(series)
+    dotted = text.str.contains(".", regex=False, na=False)
+    if dotted.any():  # the regex only where it can match: it costs more than the rest together
+        text = text.where(~dotted, text[dotted].str.replace(_INTEGRAL_FLOAT, r"\1", regex=True))
+    return text
 
 
 def parse_ratings(series: pd.Series) -> pd.Series:
     """Ratings as float64; NaN where the value is missing or not a number."""
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+    if _is_number(series):
         return series.astype("float64")
     return pd.to_numeric(as_text(series), errors="coerce").astype("float64")
 
@@ -120,17 +131,15 @@ def annotate_partition(
     """
     users = normalize_ids(frame[USER])
     items = normalize_ids(frame[ITEM])
-    rating_text = as_text(frame[RATING])
     ratings = parse_ratings(frame[RATING])
-    timestamp_text = as_text(frame[TIMESTAMP])
     seconds = parse_timestamps(frame[TIMESTAMP])
     conditions = [
         users.isna(),
         items.isna(),
-        rating_text.isna(),
+        _missing(frame[RATING]),
         ratings.isna(),
         ~ratings.between(rating_min, rating_max),
-        timestamp_text.isna(),
+        _missing(frame[TIMESTAMP]),
         seconds.isna(),
         seconds > latest_allowed,
     ]
@@ -146,9 +155,23 @@ def annotate_partition(
         },
         index=frame.index,
     )
+    # The original values as text are only kept for rejected rows (the quarantine), so only
+    # those are converted: converting every row to text cost as much as all the rules.
+    rejected = reason != ""
     for col in INTERACTION_COLUMNS:
-        out[RAW_PREFIX + col] = frame[col].astype("str").where(frame[col].notna())
+        raw = pd.Series(np.nan, index=frame.index, dtype="str")
+        if rejected.any():
+            picked = frame[col][rejected]
+            raw[rejected] = picked.astype("str").where(picked.notna())
+        out[RAW_PREFIX + col] = raw
     return out
+
+
+def _missing(series: pd.Series) -> pd.Series:
+    """Missing values and blank text (what :func:`as_text` turns into NaN)."""
+    if _is_number(series) or pd.api.types.is_datetime64_any_dtype(series):
+        return series.isna()
+    return as_text(series).isna()
 
 
 def annotated_meta() -> pd.DataFrame:

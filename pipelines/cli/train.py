@@ -55,7 +55,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    print(json.dumps(train_summary(args), indent=2, default=str))
+    from pipelines.timing import print_timings_table
+
+    summary = train_summary(args)
+    print(json.dumps(summary, indent=2, default=str))
+    print_timings_table(summary["timings"])  # on stderr, only on a terminal: piped JSON stays clean
 
 
 def _train_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -96,6 +100,7 @@ def train_summary(args: argparse.Namespace) -> dict[str, Any]:
         "models": {c["model"]: {"metrics": c["metrics"], "model_uri": c["model_uri"], "run_id": c["run_id"]}
                    for c in result["candidates"]},
         "quarantined": result["clean"]["rows_quarantined"],
+        "timings": result["timings"],  # step -> {"seconds", "peak_rss_mib"}
     }
     if "promotion" in result:
         summary["promotion"] = {k: result["promotion"][k] for k in ("registered_model", "version", "status", "reason")}

@@ -20,8 +20,13 @@ if TYPE_CHECKING:
     from pipelines.serving.bundle import RecommenderBundle
 
 
-def evaluate_bundle(bundle: "RecommenderBundle", features: "FeatureSet", k: int = 10, batch_size: int = 2048) -> dict[str, float]:
-    """Ranking metrics of ``bundle`` on ``features.test``, excluding ``features.train`` items."""
+def evaluate_bundle(bundle: "RecommenderBundle", features: "FeatureSet", k: int = 10, batch_size: int | None = None) -> dict[str, float]:
+    """Ranking metrics of ``bundle`` on ``features.test``, excluding ``features.train`` items.
+
+    Users are ranked ``batch_size`` at a time (default: :func:`pipelines.compute.topk.block_rows`).
+    """
+    from pipelines.compute.topk import block_rows
+
     users = np.flatnonzero(np.diff(features.test.indptr) > 0)
     # current item index -> bundle item index (-1 where the bundle never saw the item)
     to_bundle_item = bundle.item_index(features.item_ids)
@@ -31,6 +36,7 @@ def evaluate_bundle(bundle: "RecommenderBundle", features: "FeatureSet", k: int 
     from_bundle_item[to_bundle_item[known_items]] = np.flatnonzero(known_items)
 
     recommended = np.full((len(users), k), -1, dtype=np.int64)
+    batch_size = batch_size or block_rows(len(bundle.item_ids))
     for start in range(0, len(users), batch_size):
         block = users[start : start + batch_size]
         bundle_users = bundle.user_index(features.user_ids[block])

@@ -49,7 +49,7 @@ def _prepare(
 
 
 def _recommend(
-    model: "Recommender", train: sp.csr_matrix, users: np.ndarray, k: int, batch_size: int
+    model: "Recommender", train: sp.csr_matrix, users: np.ndarray, k: int, batch_size: int | None
 ) -> np.ndarray:
     if len(users) == 0:
         return np.full((0, k), -1, dtype=np.int64)
@@ -63,7 +63,7 @@ def evaluate_model(
     test: sp.spmatrix,
     k: int = 10,
     users: np.ndarray | None = None,
-    batch_size: int = 2048,
+    batch_size: int | None = None,
 ) -> dict[str, float]:
     """Top-``k`` metrics of ``model`` on ``test`` (users x items, aligned with ``train``).
 
@@ -85,7 +85,7 @@ def metrics_at_ks(
     test: sp.spmatrix,
     ks: Iterable[int] = (1, 5, 10, 20),
     users: np.ndarray | None = None,
-    batch_size: int = 2048,
+    batch_size: int | None = None,
 ) -> dict[int, dict[str, float]]:
     """:func:`evaluate_model` at several cut-offs from ONE ranking at ``max(ks)``.
 

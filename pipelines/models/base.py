@@ -247,39 +247,63 @@ class Recommender(ABC):
             return np.zeros(self.n_items, dtype=np.float32)
         return pop.astype(np.float32)
 
+    def _item_only_scores(self) -> np.ndarray | None:
+        """Per-item scores when every known user gets the same ones (popularity), else None.
+
+        A model that returns them is ranked by :func:`pipelines.compute.topk.top_k_items`: one
+        global ranking, no users x items block.
+        """
+        return None
+
     def recommend(
         self,
         user_idx: np.ndarray | list[int],
         k: int = 10,
         exclude: sp.csr_matrix | None = None,
-        batch_size: int = 2048,
+        batch_size: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item indices and scores per user, best first.
 
         ``exclude`` is a users x items CSR matrix (usually the training matrix): its non-zero
         items are never recommended to that user. Unknown users get the popular items.
         When fewer than ``k`` items remain, missing slots hold index -1 and score -inf.
+        Users are scored ``batch_size`` at a time (default: blocks of about
+        :data:`pipelines.compute.topk.BLOCK_BYTES`) and ranked by the shared top-K
+        (:mod:`pipelines.compute.topk`), which also fixes the order of tied scores.
         """
+        from pipelines.compute.topk import block_rows, top_k, top_k_items
+
         self._check_fitted()
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
-        k_eff = min(k, self.n_items)
         items_out = np.full((len(users), k), -1, dtype=np.int64)
         scores_out = np.full((len(users), k), -np.inf, dtype=np.float32)
-        for start in range(0, len(users), batch_size):
-            block = users[start : start + batch_size]
-            scores = self.score(block).astype(np.float32, copy=False)
-            if exclude is not None:
-                _mask_seen(scores, block, exclude)
-            top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-            top_scores = np.take_along_axis(scores, top, axis=1)
-            order = np.argsort(-top_scores, axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
-            top_scores = np.take_along_axis(top_scores, order, axis=1)
-            valid = np.isfinite(top_scores)
-            items_out[start : start + len(block), :k_eff] = np.where(valid, top, -1)
-            scores_out[start : start + len(block), :k_eff] = top_scores
+        known = (users >= 0) & (users < self.n_users)
+        if (~known).any():
+            # Unknown users: nothing to exclude (exclude is indexed by known users).
+            rows = np.flatnonzero(~known)
+            items_out[rows], scores_out[rows] = top_k_items(self._unknown_user_scores(), k, len(rows))
+        rows = np.flatnonzero(known)
+        if len(rows) == 0:
+            return items_out, scores_out
+        if exclude is not None:
+            exclude = sp.csr_matrix(exclude)
+            if exclude.shape[1] != self.n_items:
+                raise ValueError(f"exclude has {exclude.shape[1]} columns, the model {self.n_items} items")
+        shared = self._item_only_scores()
+        if shared is not None:
+            seen = _rows_of(exclude, users[rows], self.n_items)
+            items_out[rows], scores_out[rows] = top_k_items(shared, k, len(rows), exclude=seen)
+            return items_out, scores_out
+        step = batch_size or block_rows(self.n_items)
+        for start in range(0, len(rows), step):
+            block = rows[start : start + step]
+            scores = self._score_block(users[block])
+            if scores.dtype != np.float32 or not scores.flags.owndata or not scores.flags.writeable:
+                scores = np.array(scores, dtype=np.float32)  # top_k writes -inf into it
+            seen = _rows_of(exclude, users[block], self.n_items)
+            items_out[block], scores_out[block] = top_k(scores, k, exclude=seen)
         return items_out, scores_out
 
     # -- persistence --------------------------------------------------------------
@@ -323,6 +347,17 @@ class Recommender(ABC):
 def item_popularity(train: sp.csr_matrix) -> np.ndarray:
     """Number of users who interacted with each item, as float32 (the unknown-user fallback)."""
     return np.asarray((train > 0).sum(axis=0), dtype=np.float32).ravel()
+
+
+def _rows_of(exclude: sp.csr_matrix | None, users: np.ndarray, n_items: int) -> sp.csr_matrix | None:
+    """The rows of ``exclude`` for ``users`` (empty rows past its last row), or None."""
+    if exclude is None:
+        return None
+    inside = users < exclude.shape[0]
+    if inside.all():
+        return exclude[users]
+    picked = exclude[np.where(inside, users, 0)]
+    return (sp.diags(inside.astype(np.float32)) @ picked).tocsr()
 
 
 def _mask_seen(scores: np.ndarray, users: np.ndarray, exclude: sp.csr_matrix) -> None:

@@ -48,6 +48,9 @@ class PopularityRecommender(Recommender):
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.item_scores_, (len(user_idx), self.n_items))
 
+    def _item_only_scores(self) -> np.ndarray | None:
+        return self.item_scores_
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"item_scores_": self.item_scores_}
 

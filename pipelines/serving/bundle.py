@@ -35,33 +35,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from pipelines.compute.topk import top_k, top_k_items  # the product's one top-K (top_k also imported from here)
 from pipelines.constants import ITEM, RANK, SCORE, USER
 from pipelines.models.base import Recommender
 
 log = logging.getLogger(__name__)
 FEATURIZER_DIR = "featurizer"
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and values of the ``k`` largest finite scores per row, best first.
-
-    Slots beyond the finite scores of a row hold index -1 and score -inf.
-    """
-    n_rows, n_cols = scores.shape
-    k_eff = min(k, n_cols)
-    idx = np.full((n_rows, k), -1, dtype=np.int64)
-    val = np.full((n_rows, k), -np.inf, dtype=np.float32)
-    if k_eff == 0 or n_rows == 0:
-        return idx, val
-    part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-    part_val = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_val, axis=1, kind="stable")
-    part = np.take_along_axis(part, order, axis=1)
-    part_val = np.take_along_axis(part_val, order, axis=1)
-    finite = np.isfinite(part_val)
-    idx[:, :k_eff] = np.where(finite, part, -1)
-    val[:, :k_eff] = part_val
-    return idx, val
 
 
 @dataclass
@@ -97,20 +76,15 @@ class RecommenderBundle:
         ``exclude`` has one row per requested user (aligned with ``user_idx``); by default
         each known user's training items are excluded.
         """
+        user_idx = np.asarray(user_idx, dtype=np.int64).reshape(-1)
         if exclude is None:
-            exclude = self._aligned_seen(user_idx)
-        scores = self.model.score(user_idx).astype(np.float32, copy=False)
-        seen = exclude.tocoo()
-        scores[seen.row, seen.col] = -np.inf
-        return top_k(scores, k)
-
-    def _aligned_seen(self, user_idx: np.ndarray) -> sp.csr_matrix:
-        known = user_idx >= 0
-        rows = sp.csr_matrix((len(user_idx), len(self.item_ids)), dtype=np.float32)
-        if known.any():
-            picked = self.seen[np.where(known, user_idx, 0)]
-            rows = sp.diags(known.astype(np.float32)) @ picked
-        return rows.tocsr()
+            # The model ranks in blocks through the shared top-K; seen rows are picked by index.
+            return self.model.recommend(user_idx, k, exclude=self.seen)
+        shared = self.model._item_only_scores()
+        if shared is not None and (user_idx >= 0).all():
+            return top_k_items(shared, k, len(user_idx), exclude=exclude)
+        scores = self.model.score(user_idx)  # a fresh float32 array: top_k may write -inf into it
+        return top_k(scores, k, exclude=exclude)
 
     def recommend(
         self,
@@ -188,10 +162,7 @@ class RecommenderBundle:
                 scores = self.model.score_new_users(block, interaction_order=order)
             else:
                 scores = self.model.score_new_users(block)
-            scores = np.array(scores, dtype=np.float32)
-            coo = block.tocoo()
-            scores[coo.row, coo.col] = -np.inf
-            idx[picked], val[picked] = top_k(scores, k)
+            idx[picked], val[picked] = top_k(np.array(scores, dtype=np.float32), k, exclude=block)
         return idx, val
 
     def _frame(self, users: list[str], idx: np.ndarray, val: np.ndarray) -> pd.DataFrame:
@@ -255,7 +226,7 @@ class RecommenderBundle:
         self.model.save(folder / "model")
         pd.DataFrame({USER: self.user_ids}).to_parquet(folder / "users.parquet", index=False)
         pd.DataFrame({ITEM: self.item_ids}).to_parquet(folder / "items.parquet", index=False)
-        sp.save_npz(folder / "seen.npz", self.seen.tocsr(), compressed=True)
+        sp.save_npz(folder / "seen.npz", self.seen.tocsr(), compressed=False)  # zlib is slow; loads as before
         if self.featurizer is not None:
             self.featurizer.save(folder / FEATURIZER_DIR)
         (folder / "bundle.json").write_text(json.dumps({"model": self.model.name, **self.info}, indent=2))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from pipelines.paths import run_dir
+from pipelines.timing import timed_step
 from pipelines.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -38,19 +38,21 @@ def fit_and_evaluate(config: TrainConfig, features: Any) -> tuple[Any, dict[str,
     extra: dict[str, Any] = {}
     if getattr(model, "uses_interaction_order", False):
         extra["interaction_order"] = getattr(features, "train_order", None)
-    started = time.perf_counter()
-    model.fit(
-        weighted,
-        item_features=features.item_features,
-        validation=features.validation,
-        callback=record,
-        **extra,
-    )
-    fit_seconds = time.perf_counter() - started
+    timings: dict[str, dict[str, float]] = {}
+    with timed_step(f"fit:{config.model}", timings) as fit_time:
+        model.fit(
+            weighted,
+            item_features=features.item_features,
+            validation=features.validation,
+            callback=record,
+            **extra,
+        )
     model.training_history_ = history  # (iteration, loss, validation metrics), logged per step
     ks = tuple(sorted(set(config.plot_ks) | {config.k}))
-    by_k = metrics_at_ks(model, features.train, features.test, ks=ks)
-    metrics = {**by_k[config.k], "fit_seconds": fit_seconds}
+    with timed_step(f"evaluate:{config.model}", timings):
+        by_k = metrics_at_ks(model, features.train, features.test, ks=ks)
+    model.step_timings_ = timings  # seconds and peak RSS of fit and evaluate (see pipelines.timing)
+    metrics = {**by_k[config.k], "fit_seconds": fit_time["seconds"]}
     return model, metrics, by_k
 
 
@@ -80,32 +82,35 @@ def run_training(
 
         features = merge_validation_into_train(features)
     model, metrics, by_k = fit_and_evaluate(config, features)
+    timings = dict(model.step_timings_)
     log.info("%s on %s: %s", config.model, features_uri, {k: round(v, 4) for k, v in metrics.items()})
 
-    seen = features.train.copy()
-    seen.data = np.ones_like(seen.data)
-    bundle = RecommenderBundle(
-        model=model,
-        user_ids=features.user_ids,
-        item_ids=features.item_ids,
-        seen=seen,
-        info={"run_key": run_key, "features_uri": str(features_uri), "lineage": dict(lineage or {})},
-        # Content-based models score new items from metadata: ship what featurizes it.
-        featurizer=features.content_featurizer if model.requires_item_features else None,
-    )
-    bundle_dir = bundle.save(run_dir("models", run_key, out_root) / config.model)
-
-    result: dict[str, Any] = {
-        "model": config.model,
-        "metrics": metrics,
-        "bundle_uri": str(bundle_dir),
-        "run_id": None,
-        "model_uri": None,
-    }
-    if tracking:
-        result.update(
-            _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking, dict(lineage or {}))
+    with timed_step(f"save:{config.model}", timings):  # bundle written, run and model logged
+        seen = features.train.copy()
+        seen.data = np.ones_like(seen.data)
+        bundle = RecommenderBundle(
+            model=model,
+            user_ids=features.user_ids,
+            item_ids=features.item_ids,
+            seen=seen,
+            info={"run_key": run_key, "features_uri": str(features_uri), "lineage": dict(lineage or {})},
+            # Content-based models score new items from metadata: ship what featurizes it.
+            featurizer=features.content_featurizer if model.requires_item_features else None,
         )
+        bundle_dir = bundle.save(run_dir("models", run_key, out_root) / config.model)
+
+        result: dict[str, Any] = {
+            "model": config.model,
+            "metrics": metrics,
+            "bundle_uri": str(bundle_dir),
+            "run_id": None,
+            "model_uri": None,
+            "timings": timings,
+        }
+        if tracking:
+            result.update(
+                _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking, dict(lineage or {}))
+            )
     return result
 
 

@@ -1,0 +1,125 @@
+"""The shared top-K equals a full stable sort: ties, -inf, k above the catalogue, users who saw everything."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from pipelines.compute import topk as topk_module
+from pipelines.compute.topk import block_rows, top_k, top_k_items
+from pipelines.models.popularity import PopularityRecommender
+
+
+def full_sort(scores: np.ndarray, k: int, exclude: sp.spmatrix | None) -> tuple[np.ndarray, np.ndarray]:
+    """Reference: mask, stable sort of every row by (-score, index), pad non-finite slots."""
+    masked = np.array(scores, dtype=np.float32)
+    if exclude is not None:
+        coo = sp.coo_matrix(exclude)
+        masked[coo.row, coo.col] = -np.inf
+    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    values = np.take_along_axis(masked, order, axis=1)
+    idx = np.full((len(masked), k), -1, dtype=np.int64)
+    val = np.full((len(masked), k), -np.inf, dtype=np.float32)
+    width = order.shape[1]
+    finite = np.isfinite(values)
+    idx[:, :width] = np.where(finite, order, -1)
+    val[:, :width] = np.where(finite, values, -np.inf)
+    return idx, val
+
+
+def random_case(seed: int, n_rows: int = 60, n_items: int = 40) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Scores drawn from few levels (many ties), some -inf, random exclusions, one user who saw all."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 6, size=(n_rows, n_items)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.1] = -np.inf
+    scores[3] = -np.inf  # a user with no finite score at all
+    seen = (rng.random(scores.shape) < 0.3).astype(np.float32)
+    seen[0] = 1.0  # a user who has seen everything
+    seen[1, : n_items - 2] = 1.0  # a user with two candidates left
+    return scores, sp.csr_matrix(seen)
+
+
+def assert_same_ranking(got: tuple[np.ndarray, np.ndarray], want: tuple[np.ndarray, np.ndarray],
+                        scores: np.ndarray, exclude: sp.spmatrix) -> None:
+    """Values equal the full sort's; indices equal it except where ties straddle the k-th slot."""
+    idx, val = got
+    want_idx, want_val = want
+    np.testing.assert_array_equal(val, want_val)
+    np.testing.assert_array_equal(idx == -1, want_idx == -1)
+    seen = sp.csr_matrix(exclude).toarray() > 0
+    for row in range(len(idx)):
+        picked = idx[row][idx[row] >= 0]
+        assert len(set(picked)) == len(picked)
+        assert not seen[row, picked].any()
+        np.testing.assert_array_equal(scores[row, picked], val[row, : len(picked)])
+        if len(picked) and np.sum(np.where(seen[row], -np.inf, scores[row]) == val[row, len(picked) - 1]) == np.sum(
+            val[row] == val[row, len(picked) - 1]
+        ):
+            np.testing.assert_array_equal(idx[row], want_idx[row])  # no tie at the cut: identical
+
+
+@pytest.mark.parametrize("k", [1, 5, 40, 55])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_top_k_equals_full_sort(k: int, seed: int) -> None:
+    scores, seen = random_case(seed)
+    got = top_k(scores.copy(), k, exclude=seen)
+    assert got[0].shape == got[1].shape == (len(scores), k)
+    assert (got[0][0] == -1).all() and np.isneginf(got[1][0]).all()  # saw everything
+    assert (got[0][3] == -1).all()  # only -inf scores
+    assert_same_ranking(got, full_sort(scores, k, seen), scores, seen)
+
+
+def test_top_k_numpy_fallback_equals_full_sort(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(topk_module, "_torch", False)  # as if torch were not installed
+    scores, seen = random_case(2)
+    for k in (3, 55):
+        assert_same_ranking(top_k(scores.copy(), k, exclude=seen), full_sort(scores, k, seen), scores, seen)
+
+
+def test_top_k_distinct_scores_match_exactly_and_accept_float64() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.standard_normal((30, 25))  # float64, no ties
+    idx, val = top_k(scores, 7)
+    want_idx, want_val = full_sort(scores, 7, None)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(val, want_val)
+
+
+@pytest.mark.parametrize("k", [1, 5, 40, 55])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_top_k_items_equals_full_sort_exactly(k: int, seed: int) -> None:
+    scores, seen = random_case(seed)
+    item_scores = scores[5]  # ties and -inf
+    broadcast = np.tile(item_scores, (len(scores), 1))
+    got = top_k_items(item_scores, k, len(scores), exclude=seen)
+    want = full_sort(broadcast, k, seen)
+    np.testing.assert_array_equal(got[0], want[0])  # ties: lower index first, as the stable sort
+    np.testing.assert_array_equal(got[1], want[1])
+    none = top_k_items(item_scores, k, 4)
+    np.testing.assert_array_equal(none[0], full_sort(broadcast[:4], k, None)[0])
+
+
+def test_top_k_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        top_k(np.zeros((2, 3), dtype=np.float32), 0)
+    with pytest.raises(ValueError, match="exclude has shape"):
+        top_k(np.zeros((2, 3), dtype=np.float32), 1, exclude=sp.csr_matrix((3, 3)))
+    assert block_rows(20_000, 64 * 2**20) == 838
+
+
+def test_popularity_recommend_uses_item_ranking_without_dense_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    scores, seen = random_case(4)
+    train = sp.csr_matrix((np.random.default_rng(4).random(scores.shape) < 0.4).astype(np.float32))
+    model = PopularityRecommender().fit(train)
+
+    def no_block(users: np.ndarray) -> np.ndarray:
+        raise AssertionError("popularity must not build a users x items block")
+
+    monkeypatch.setattr(model, "_score_block", no_block)
+    users = np.array([0, 1, 2, 59, 1000, -1])  # the last two are unknown: popular items, nothing excluded
+    idx, val = model.recommend(users, k=45, exclude=seen)
+    want_idx, want_val = full_sort(np.tile(model.item_scores_, (len(users), 1)), 45,
+                                   sp.vstack([seen[users[:4]], sp.csr_matrix((2, seen.shape[1]))]))
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(val, want_val)
