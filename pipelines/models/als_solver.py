@@ -24,6 +24,7 @@ lockstep block version is bound by memory traffic over its temporaries there, no
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
@@ -209,19 +210,29 @@ def solve_block(
     return float(entry_loss.sum(dtype=xp.float64))
 
 
-@lru_cache(maxsize=1)
-def compiled_cg_kernel() -> Callable[..., float] | None:
-    """The numba CG kernel (:func:`pipelines.models.als_kernels.cg_block`), or None without numba.
+_KERNEL_LOCK = threading.Lock()
 
-    Imported on first use so that importing the models stays cheap; without numba the solver
-    runs its NumPy code and says so once.
-    """
+
+@lru_cache(maxsize=1)
+def _load_compiled_cg_kernel() -> Callable[..., float] | None:
     try:
         from pipelines.models.als_kernels import cg_block
     except ImportError as exc:
         log.warning("numba is not usable (%s): ALS runs its slower NumPy solver on the CPU", exc)
         return None
     return cg_block
+
+
+def compiled_cg_kernel() -> Callable[..., float] | None:
+    """The numba CG kernel (:func:`pipelines.models.als_kernels.cg_block`), or None without numba.
+
+    Imported on first use so that importing the models stays cheap; without numba the solver
+    runs its NumPy code and says so once. The first call comes from the fit's worker threads
+    at once: the lock makes them wait for one import (a concurrent import can otherwise see the
+    half-initialised module, fail, and send some blocks down the NumPy path).
+    """
+    with _KERNEL_LOCK:
+        return _load_compiled_cg_kernel()
 
 
 def _scratch_rows(scratch: Any, n_rows: int, like: Any) -> Any:

@@ -194,11 +194,21 @@ def test_compiled_kernel_agrees_with_the_numpy_solver(confidences, binary, monke
     np.testing.assert_allclose(compiled.training_loss_, plain.training_loss_, rtol=1e-10)
 
 
-def test_importing_als_leaves_numba_unloaded():
-    """numba is imported on the first CPU fit, not with the models (imports stay cheap)."""
-    code = "import sys, pipelines.models.als, pipelines.models.als_solver; print('numba' in sys.modules)"
+def test_numba_loads_lazily_and_once_for_concurrent_first_calls():
+    """numba is imported on the first CPU fit, not with the models (imports stay cheap); the
+    fit's worker threads ask for the kernel at the same moment and must all get it."""
+    pytest.importorskip("numba", reason="numba is not installed: the NumPy solver is the only one")
+    code = (
+        "import sys\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "import pipelines.models.als, pipelines.models.als_solver as solver\n"
+        "print('numba' in sys.modules)\n"
+        "with ThreadPoolExecutor(8) as pool:\n"
+        "    kernels = list(pool.map(lambda _: solver.compiled_cg_kernel(), range(8)))\n"
+        "print(all(kernel is not None for kernel in kernels))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.split() == ["False", "True"], out.stderr
 
 
 class _NumpyPosingAsGpu(ArrayBackend):
