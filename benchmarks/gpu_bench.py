@@ -145,7 +145,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"matrix {matrix.shape[0]} x {matrix.shape[1]}, {matrix.nnz} entries "
           f"({time.perf_counter() - start:.1f} s)", flush=True)
 
-    steps = {}
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    result = {
+        "benchmark": "gpu",
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": {"name": "synthetic Zipf", "users": matrix.shape[0], "items": matrix.shape[1],
+                    "nnz": int(matrix.nnz), "confidence": "1 + 0.5 * rating"},
+        "steps": {},
+        "machine": {
+            "gpu": props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"]),
+            "gpu_memory_gib": round(props["totalGlobalMem"] / 2**30, 1),
+            "cpu_threads": threads, "python": platform.python_version(),
+            "cupy": cupy.__version__, "torch": torch.__version__, "numpy": np.__version__,
+        },
+    }
+    steps = result["steps"]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     for name, run in (
         ("als", lambda: bench_als(matrix, args.gpu_iterations, args.cpu_iterations, threads)),
         ("ease", lambda: bench_ease(matrix)),
@@ -156,23 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # record and go on: one failing step must not hide the others' timings
             steps[name] = {"error": f"{type(exc).__name__}: {exc}"}
             print(f"  {name} FAILED: {steps[name]['error']}", flush=True)
+        # Written after every step: a run stopped at its time limit keeps what it measured.
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
 
-    props = cupy.cuda.runtime.getDeviceProperties(0)
-    result = {
-        "benchmark": "gpu",
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "dataset": {"name": "synthetic Zipf", "users": matrix.shape[0], "items": matrix.shape[1],
-                    "nnz": int(matrix.nnz), "confidence": "1 + 0.5 * rating"},
-        "steps": steps,
-        "machine": {
-            "gpu": props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"]),
-            "gpu_memory_gib": round(props["totalGlobalMem"] / 2**30, 1),
-            "cpu_threads": threads, "python": platform.python_version(),
-            "cupy": cupy.__version__, "torch": torch.__version__, "numpy": np.__version__,
-        },
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
     print("\nspeedups over the CPU path:")
     for name, step in steps.items():
         print(f"  {name:12s} {step.get('speedup', step.get('error'))}")
