@@ -228,8 +228,10 @@ def compiled_cg_kernel() -> Callable[..., float] | None:
 
     Imported on first use so that importing the models stays cheap; without numba the solver
     runs its NumPy code and says so once. The first call comes from the fit's worker threads
-    at once: the lock makes them wait for one import (a concurrent import can otherwise see the
-    half-initialised module, fail, and send some blocks down the NumPy path).
+    at once: the lock makes them wait for one import. Without it the first fit in a process
+    sometimes differed from later ones in the last float bits (seen in the contract suite's
+    same-seed test; a half-imported numba sending some blocks down the NumPy path is the
+    likely cause).
     """
     with _KERNEL_LOCK:
         return _load_compiled_cg_kernel()
