@@ -16,18 +16,25 @@ block of users with search directions ``P`` (one row per user) the matrix-free p
 
 so a CG step over the whole block is one sampled dot product, one sparse-dense product and one
 small dense product: no Python loop over users, and the same code runs on NumPy/SciPy and on
-CuPy/cupyx (:mod:`pipelines.compute.backend`).
+CuPy/cupyx (:mod:`pipelines.compute.backend`). On the CPU, when numba is installed, a compiled
+kernel (:mod:`pipelines.models.als_kernels`) runs the same steps row by row instead: the
+lockstep block version is bound by memory traffic over its temporaries there, not arithmetic.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
 
 from pipelines.compute.backend import ArrayBackend
+
+log = logging.getLogger(__name__)
 
 # implicit stops a user's CG once its squared residual drops below this.
 _CONVERGED = 1e-20
@@ -138,7 +145,18 @@ def solve_block(
     is returned (the rest of the loss is dense and computed once; see :func:`training_loss`).
     ``scratch`` (a ``threading.local``, CPU only) keeps the gathered rows' buffer between calls:
     a fresh (entries, f) array per call costs more in page faults than the gather itself.
+    On the CPU the compiled kernel of :func:`compiled_cg_kernel` runs instead when available.
     """
+    if not backend.is_gpu:
+        kernel = compiled_cg_kernel()
+        if kernel is not None:
+            return float(
+                kernel(
+                    block.indptr, block.indices, block.target, block.extra,
+                    solve_for[block.start : block.stop], fixed, fixed_gram,
+                    cg_steps, block.weighted, with_loss,
+                )
+            )
     xp = backend.xp
     n_rows, n_cols = block.stop - block.start, fixed.shape[0]
     x = solve_for[block.start : block.stop]  # a view: updated in place
@@ -190,6 +208,33 @@ def solve_block(
     preference = (block.target > 0).astype(dots_x.dtype)
     entry_loss = (block.extra + 1) * (preference - dots_x) ** 2 - dots_x * dots_x
     return float(entry_loss.sum(dtype=xp.float64))
+
+
+_KERNEL_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _load_compiled_cg_kernel() -> Callable[..., float] | None:
+    try:
+        from pipelines.models.als_kernels import cg_block
+    except ImportError as exc:
+        log.warning("numba is not usable (%s): ALS runs its slower NumPy solver on the CPU", exc)
+        return None
+    return cg_block
+
+
+def compiled_cg_kernel() -> Callable[..., float] | None:
+    """The numba CG kernel (:func:`pipelines.models.als_kernels.cg_block`), or None without numba.
+
+    Imported on first use so that importing the models stays cheap; without numba the solver
+    runs its NumPy code and says so once. The first call comes from the fit's worker threads
+    at once: the lock makes them wait for one import. Without it the first fit in a process
+    sometimes differed from later ones in the last float bits (seen in the contract suite's
+    same-seed test; a half-imported numba sending some blocks down the NumPy path is the
+    likely cause).
+    """
+    with _KERNEL_LOCK:
+        return _load_compiled_cg_kernel()
 
 
 def _scratch_rows(scratch: Any, n_rows: int, like: Any) -> Any:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from pipelines.errors import ConfigError
 from pipelines.models import create_model
 from pipelines.models import als as als_module
 from pipelines.models.als import AlsConfig, AlsRecommender
+from pipelines.models import als_solver
 from pipelines.models.als_solver import split_rows
 from pipelines.models.popularity import PopularityConfig
 
@@ -169,6 +172,43 @@ def test_split_rows_covers_every_row_within_block_size():
         assert all(0 < stop - start <= block_size for start, stop in blocks)
     assert len(split_rows(indptr, 5000, factors=16, min_blocks=1)) == 1
     assert split_rows(np.zeros(1, dtype=np.int64), 10, 16) == []
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["weighted", "binary"])
+def test_compiled_kernel_agrees_with_the_numpy_solver(confidences, binary, monkeypatch):
+    """The numba kernel runs the same CG steps row by row: float64 factors and losses agree to
+    rounding, and a stored negative value (preference 0) takes the same path in both."""
+    pytest.importorskip("numba", reason="numba is not installed: the NumPy solver is the only one")
+    matrix = confidences.copy()
+    if binary:
+        matrix.data[:] = 1.0
+    else:
+        matrix.data[::7] *= -1.0
+    params = {**FAST, "dtype": "float64", "num_threads": 2, "block_size": 33}
+    assert als_solver.compiled_cg_kernel() is not None
+    compiled = AlsRecommender(**params).fit(matrix)
+    monkeypatch.setattr(als_solver, "compiled_cg_kernel", lambda: None)
+    plain = AlsRecommender(**params).fit(matrix)
+    np.testing.assert_allclose(compiled.user_factors_, plain.user_factors_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(compiled.item_factors_, plain.item_factors_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(compiled.training_loss_, plain.training_loss_, rtol=1e-10)
+
+
+def test_numba_loads_lazily_and_once_for_concurrent_first_calls():
+    """numba is imported on the first CPU fit, not with the models (imports stay cheap); the
+    fit's worker threads ask for the kernel at the same moment and must all get it."""
+    pytest.importorskip("numba", reason="numba is not installed: the NumPy solver is the only one")
+    code = (
+        "import sys\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "import pipelines.models.als, pipelines.models.als_solver as solver\n"
+        "print('numba' in sys.modules)\n"
+        "with ThreadPoolExecutor(8) as pool:\n"
+        "    kernels = list(pool.map(lambda _: solver.compiled_cg_kernel(), range(8)))\n"
+        "print(all(kernel is not None for kernel in kernels))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stderr
 
 
 class _NumpyPosingAsGpu(ArrayBackend):

@@ -1,0 +1,128 @@
+"""Compiled (numba) CPU kernel for one block of ALS conjugate-gradient updates.
+
+The array-backend solver (:func:`pipelines.models.als_solver.solve_block`) runs a block's CG in
+lockstep with whole-block NumPy/SciPy operations: each step makes several passes over
+(rows, factors) temporaries and two over the gathered (entries, factors) rows, which is memory
+traffic, not arithmetic. This kernel runs the same CG one row at a time, as ``implicit`` does:
+the row's vectors stay in L1 and each stored entry's factor row is read once per product (its
+dot product and its update in the same loop). Same steps, same stopping rule, same loss; only
+the order of float additions differs.
+
+Importing this module imports numba (and compiles on first call, cached on disk afterwards):
+:mod:`pipelines.models.als_solver` imports it lazily and falls back to NumPy without numba.
+``nogil=True``: the solver's thread pool runs blocks truly in parallel.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# implicit stops a row's CG once its squared residual drops below this (as the NumPy path).
+_CONVERGED = 1e-20
+# Reassociation lets the dot products vectorize; no assumption about NaN or infinities.
+_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def cg_block(indptr, indices, target, extra, x, y, gram, cg_steps, weighted, with_loss):  # pragma: no cover - compiled
+    """``cg_steps`` CG steps for every row of ``x`` (updated in place); returns the entry loss.
+
+    ``indptr``/``indices``/``target``/``extra`` are the block's CSR structure and per-entry
+    ``C * P`` and ``C - 1`` (see ``RowBlock``); ``y`` the fixed factors, ``gram`` their
+    ``Y^T Y + reg I``. With ``with_loss`` the sum over stored entries of ``C (P - s)^2 - s^2`` at
+    the new factors is returned (float64), else 0.
+    """
+    n_rows, f = x.shape
+    r = np.empty(f, dtype=x.dtype)
+    p = np.empty(f, dtype=x.dtype)
+    ap = np.empty(f, dtype=x.dtype)
+    longest = 0
+    for u in range(n_rows):
+        longest = max(longest, indptr[u + 1] - indptr[u])
+    dots_x = np.empty(longest, dtype=x.dtype)  # y_i . x_u per entry, kept current
+    dots_p = np.empty(longest, dtype=x.dtype)  # y_i . p_u per entry, this step
+    keep_dots = weighted and with_loss
+    # Accumulators in the factors' dtype (a float64 literal would widen every float32 loop).
+    zero = np.zeros(1, dtype=x.dtype)[0]
+    loss = 0.0
+
+    for u in range(n_rows):
+        lo = indptr[u]
+        hi = indptr[u + 1]
+        xu = x[u]
+        # r = b - A x = sum_i (C P - (C - 1) y_i.x) y_i - (Y^T Y + reg I) x; gram is symmetric,
+        # so its product runs as axpys over its rows (vectorizes without reassociation).
+        for a in range(f):
+            r[a] = 0.0
+        for b in range(f):
+            xb = xu[b]
+            for a in range(f):
+                r[a] -= gram[b, a] * xb
+        for j in range(lo, hi):
+            yi = y[indices[j]]
+            w = target[j]
+            if weighted:
+                d = zero
+                for a in range(f):
+                    d += yi[a] * xu[a]
+                dots_x[j - lo] = d
+                w -= extra[j] * d
+            for a in range(f):
+                r[a] += w * yi[a]
+        rs_old = zero
+        for a in range(f):
+            p[a] = r[a]
+            rs_old += r[a] * r[a]
+        if rs_old >= _CONVERGED:
+            for _ in range(cg_steps):
+                for a in range(f):
+                    ap[a] = 0.0
+                for b in range(f):
+                    pb = p[b]
+                    for a in range(f):
+                        ap[a] += gram[b, a] * pb
+                if weighted:
+                    for j in range(lo, hi):
+                        yi = y[indices[j]]
+                        d = zero
+                        for a in range(f):
+                            d += yi[a] * p[a]
+                        if keep_dots:
+                            dots_p[j - lo] = d
+                        w = extra[j] * d
+                        for a in range(f):
+                            ap[a] += w * yi[a]
+                curvature = zero
+                for a in range(f):
+                    curvature += p[a] * ap[a]
+                if not curvature > 0:
+                    break
+                step = rs_old / curvature
+                rs_new = zero
+                for a in range(f):
+                    xu[a] += step * p[a]
+                    r[a] -= step * ap[a]
+                    rs_new += r[a] * r[a]
+                if keep_dots:
+                    for j in range(hi - lo):
+                        dots_x[j] += step * dots_p[j]
+                if rs_new < _CONVERGED:
+                    break
+                beta = rs_new / rs_old
+                for a in range(f):
+                    p[a] = r[a] + beta * p[a]
+                rs_old = rs_new
+        if with_loss:
+            for j in range(lo, hi):
+                if keep_dots:
+                    s = np.float64(dots_x[j - lo])
+                else:
+                    yi = y[indices[j]]
+                    d = zero
+                    for a in range(f):
+                        d += yi[a] * xu[a]
+                    s = np.float64(d)
+                preference = 1.0 if target[j] > 0 else 0.0
+                loss += (np.float64(extra[j]) + 1.0) * (preference - s) ** 2 - s * s
+    return loss
