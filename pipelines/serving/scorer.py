@@ -27,16 +27,16 @@ SOURCES = (SOURCE_MODEL, SOURCE_SEEDS, SOURCE_POPULARITY)
 
 
 def top_k_row(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the ``k`` largest finite entries of one score row, best first."""
-    n = row.shape[0]
-    k = min(k, n)
-    if k <= 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=row.dtype)
-    part = np.argpartition(row, n - k)[n - k :] if k < n else np.arange(n)
-    order = part[np.argsort(-row[part], kind="stable")]
-    values = row[order]
-    keep = np.isfinite(values)
-    return order[keep], values[keep]
+    """Indices and values of the ``k`` largest finite entries of one score row, best first.
+
+    The product's one top-K (:func:`pipelines.compute.topk.top_k`) on a one-row block, so the
+    API ranks ties exactly as evaluation and batch scoring do; padding is dropped.
+    """
+    from pipelines.compute.topk import top_k
+
+    idx, val = top_k(row[None, :], k)
+    keep = idx[0] >= 0
+    return idx[0][keep], val[0][keep]
 
 
 @dataclass

@@ -44,7 +44,7 @@ def test_a_killed_train_task_is_retried_to_the_same_metrics(airflow_live, tmp_pa
 
     from pipelines.pipeline import from_params, run_pipeline
 
-    base, env = airflow_live
+    base, env, _ = airflow_live
     _wait_for(lambda: _get(base, "/api/v2/dags/recsys_training").status_code == 200, 180, "DAG parsed")
     resp = requests.patch(base + "/api/v2/dags/recsys_training", json={"is_paused": False}, headers=_headers(base), timeout=10)
     assert resp.status_code == 200, resp.text
@@ -71,7 +71,9 @@ def test_a_killed_train_task_is_retried_to_the_same_metrics(airflow_live, tmp_pa
     strip = lambda metrics: {k: v for k, v in metrics.items() if k not in TIMING}  # noqa: E731
     assert strip(retried["metrics"]) == strip(calm["metrics"])
 
-    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    plan = _get(base, run_path + "/taskInstances/plan/xcomEntries/return_value").json()["value"]
+    plan = plan if isinstance(plan, dict) else json.loads(plan)
+    client = mlflow.MlflowClient(plan["tracking_uri"])  # the store every task of the run used
     children = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         filter_string="tags.`recsys.model` = 'als'",
