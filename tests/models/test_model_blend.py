@@ -1,0 +1,97 @@
+"""The blend family: weights chosen on held-out data, members refit, never worse than its best member."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.errors import ConfigError
+from pipelines.evaluation.metrics import ranking_metrics
+from pipelines.features.weighting import WeightingConfig, apply_weighting
+from pipelines.models import create_model, load_model
+from pipelines.models.blend import _simplex_grid
+
+MEMBER_PARAMS = {"als": {"factors": 8, "iterations": 10}}
+
+
+def planted_ndcg(model, planted) -> float:
+    recommended, _ = model.recommend(np.arange(planted.n_users), k=10, exclude=planted.train)
+    return ranking_metrics(recommended, planted.test, 10, planted.n_items)["ndcg@10"]
+
+
+@pytest.fixture(scope="module")
+def blend(planted):
+    return create_model("blend", {"member_params": MEMBER_PARAMS}).fit(planted.train)
+
+
+def test_blend_at_least_equals_its_best_member(blend, planted):
+    alone = {}
+    for name in blend.config.members:
+        member = create_model(name, blend.config.member_config(name))
+        weighted = apply_weighting(planted.train, WeightingConfig(**member.preferred_weighting))
+        alone[name] = planted_ndcg(member.fit(weighted), planted)
+    assert planted_ndcg(blend, planted) >= max(alone.values()) - 1e-9, alone
+
+
+def test_weights_come_from_validation(blend):
+    weights = blend.weights_
+    assert weights.shape == (3,) and weights.min() >= 0 and weights.sum() == pytest.approx(1.0)
+    # The grid's corners are the members alone: on validation the blend is never worse.
+    members = [blend.validation_ndcg_[name] for name in blend.config.members]
+    assert blend.validation_ndcg_["blend"] >= max(members)
+    assert set(blend.members_) == {n for n, w in zip(blend.config.members, weights) if w > 0}
+
+
+def test_members_are_refit_on_all_of_train(blend, planted):
+    for member in blend.members_.values():
+        assert member.item_popularity_.sum() == pytest.approx(planted.train.nnz)
+
+
+def test_a_given_validation_is_used_without_refit(planted):
+    train, validation = planted.train, planted.test  # any held-out matrix of the same shape
+    model = create_model("blend", {"members": ["ease", "itemknn"]})
+    model.fit(train, validation=validation)
+    # Choosing on the test rows themselves: the blend's validation score is its test nDCG.
+    assert model.validation_ndcg_["blend"] == pytest.approx(planted_ndcg(model, planted), abs=1e-6)
+
+
+def test_save_load_keeps_weights_and_validation_scores(blend, tmp_path):
+    loaded = load_model(blend.save(tmp_path / "blend"))
+    np.testing.assert_array_equal(loaded.weights_, blend.weights_)
+    assert loaded.validation_ndcg_ == pytest.approx(blend.validation_ndcg_)
+    np.testing.assert_array_equal(loaded.score(np.arange(5)), blend.score(np.arange(5)))
+
+
+def test_new_users_fold_in_through_members(blend, planted):
+    users = np.arange(50)
+    folded = blend.score_new_users(planted.train[users])
+    known = blend.score(users)
+    seen = planted.train[users].toarray() > 0
+    folded[seen], known[seen] = -np.inf, -np.inf
+    top = lambda scores: np.argsort(-scores, axis=1)[:, :10]  # noqa: E731
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top(folded), top(known))])
+    assert overlap >= 0.8  # a known user's rows folded in as a new user rank nearly alike
+
+
+def test_simplex_grid_covers_every_weight_vector():
+    grid = _simplex_grid(10, 3)
+    assert len(grid) == 66 and len({tuple(p) for p in grid}) == 66
+    assert all(p.min() >= 0 and p.sum() == pytest.approx(1.0) for p in grid)
+    assert [tuple(p) for p in grid[:3]] == [(1, 0, 0), (0, 1, 0), (0, 0, 1)]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"members": ["ease", "nope"]}, "unknown model 'nope'"),
+        ({"members": ["ease", "blend"]}, "cannot contain a blend"),
+        ({"members": ["ease", "content"]}, "needs item features"),
+        ({"members": ["ease", "ease"]}, "each family once"),
+        ({"member_params": {"als": {"factors": 4}}, "members": ["ease"]}, r"\['als'\] are not members"),
+        ({"member_params": {"ease": {"regularization": -1}}}, "ease.*regularization"),
+        ({"members": ["ease", "als", "itemknn", "svd", "nmf"], "weight_steps": 40}, "grid points"),
+    ],
+)
+def test_bad_config_is_refused_naming_the_problem(params, message):
+    with pytest.raises(ConfigError, match=message):
+        create_model("blend", params)
