@@ -197,6 +197,15 @@ class BlendRecommender(Recommender):
         )
         return self
 
+    def fitted_params(self) -> dict[str, Any]:
+        """The weights chosen on validation and each member's validation nDCG (alone, and the blend's)."""
+        if self.weights_ is None:
+            return {}
+        return {
+            "weights": {n: round(float(w), 4) for n, w in zip(self.config.members, self.weights_, strict=True)},
+            f"validation_ndcg@{self.config.k}": {n: round(v, 4) for n, v in self.validation_ndcg_.items()},
+        }
+
     def _validation_users(self, held_out: sp.csr_matrix) -> np.ndarray:
         """Users with held-out rows, a seeded sample of ``max_validation_users`` when more."""
         from pipelines.seeding import rng
@@ -306,10 +315,21 @@ def _normalise(scores: np.ndarray, how: str) -> np.ndarray:
         low = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
         scores = np.where(finite, scores, np.where(np.isfinite(low), low, 0.0))
     if how == "rank":
-        ranks = np.argsort(np.argsort(scores, axis=1, kind="stable"), axis=1, kind="stable")
-        return (ranks / max(scores.shape[1] - 1, 1)).astype(np.float32)
+        order = np.argsort(scores, axis=1, kind="stable")
+        points = np.empty(scores.shape, dtype=np.float32)
+        steps = np.arange(scores.shape[1], dtype=np.float32) / max(scores.shape[1] - 1, 1)
+        np.put_along_axis(points, order, np.broadcast_to(steps, scores.shape), axis=1)
+        return points
     std = scores.std(axis=1, keepdims=True)
     return ((scores - scores.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)).astype(np.float32)
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's ``k`` largest scores, best first (-1 where a score is -inf)."""
+    k_eff = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable"), axis=1)
+    return np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
 
 
 def _validation_ndcg(scores: np.ndarray, seen: sp.csr_matrix, relevant: sp.csr_matrix, k: int) -> float:
@@ -319,12 +339,7 @@ def _validation_ndcg(scores: np.ndarray, seen: sp.csr_matrix, relevant: sp.csr_m
     masked = np.array(scores, dtype=np.float32, copy=True)
     coo = seen.tocoo()
     masked[coo.row, coo.col] = -np.inf
-    k_eff = min(k, masked.shape[1])
-    top = np.argpartition(-masked, k_eff - 1, axis=1)[:, :k_eff]
-    top_scores = np.take_along_axis(masked, top, axis=1)
-    top = np.take_along_axis(top, np.argsort(-top_scores, axis=1, kind="stable"), axis=1)
-    top = np.where(np.isfinite(np.take_along_axis(masked, top, axis=1)), top, -1)
-    return float(ranking_metrics(top, relevant, k, masked.shape[1])[f"ndcg@{k}"])
+    return float(ranking_metrics(_top_k(masked, k), relevant, k, masked.shape[1])[f"ndcg@{k}"])
 
 
 def _simplex_grid(steps: int, n: int) -> list[np.ndarray]:
@@ -344,14 +359,67 @@ def _n_grid_points(steps: int, n: int) -> int:
     return comb(steps + n - 1, n - 1)
 
 
+class _Candidates:
+    """The weight search on each user's short list: the union of every member's top ``depth``.
+
+    An item outside every member's top ``depth`` scores at most ``sum_m w_m t_m`` in the blend
+    (``t_m`` a member's best score outside its list), so when a user's k-th best listed item
+    scores at least that, its blended top-k lies in the list; other users are ranked over the
+    whole catalogue. Exact either way, and each grid point costs users x (members x depth)
+    instead of users x items.
+    """
+
+    def __init__(self, blocks: list[np.ndarray], seen: sp.csr_matrix, k: int, depth: int) -> None:
+        coo = seen.tocoo()
+        self.blocks = []
+        for block in blocks:
+            masked = np.array(block, dtype=np.float32, copy=True)
+            masked[coo.row, coo.col] = -np.inf
+            self.blocks.append(masked)
+        n_users, n_items = blocks[0].shape
+        self.k = k
+        lists, self.outside = [], []
+        if n_items <= depth:  # a tiny catalogue: every item is listed, nothing lies outside
+            lists = [np.tile(np.arange(n_items), (n_users, 1))]
+            self.outside = [np.full(n_users, -np.inf, dtype=np.float32) for _ in blocks]
+        for masked in self.blocks if n_items > depth else []:
+            part = np.argpartition(-masked, depth, axis=1)
+            lists.append(part[:, :depth])
+            self.outside.append(np.take_along_axis(masked, part[:, depth : depth + 1], axis=1)[:, 0])
+        items = np.sort(np.hstack(lists), axis=1)
+        self.duplicate = np.zeros(items.shape, dtype=bool)
+        self.duplicate[:, 1:] = items[:, 1:] == items[:, :-1]
+        self.items = items
+        self.listed = [np.take_along_axis(masked, items, axis=1) for masked in self.blocks]
+
+    def top_k(self, weights: np.ndarray) -> np.ndarray:
+        """Each user's blended top-k item indices under ``weights`` (-1 for an empty slot)."""
+        used = [(w, i) for i, w in enumerate(weights) if w > 0]
+        with np.errstate(invalid="ignore"):  # -inf * w stays -inf; nothing multiplies by 0
+            listed = sum(w * self.listed[i] for w, i in used)
+            bound = sum(w * self.outside[i] for w, i in used)
+        listed[self.duplicate] = -np.inf
+        local = _top_k(listed, self.k)
+        top = np.where(local >= 0, np.take_along_axis(self.items, np.maximum(local, 0), axis=1), -1)
+        kth = np.take_along_axis(listed, np.maximum(local[:, -1:], 0), axis=1)[:, 0]
+        unsure = np.flatnonzero((local[:, -1] < 0) | ~(kth >= bound))
+        if len(unsure):
+            full = sum(w * self.blocks[i][unsure] for w, i in used)
+            top[unsure] = _top_k(full, self.k)
+        return top
+
+
 def _search_weights(
     blocks: list[np.ndarray], seen: sp.csr_matrix, relevant: sp.csr_matrix, k: int, steps: int
 ) -> tuple[np.ndarray, float]:
     """The grid point with the best validation nDCG (ties: the first, so the fewest members)."""
+    from pipelines.evaluation.metrics import ranking_metrics
+
+    candidates = _Candidates(blocks, seen, k, depth=max(4 * k, 50))
     best_weights, best = None, -1.0
     for weights in _simplex_grid(steps, len(blocks)):
-        total = sum(w * b for w, b in zip(weights, blocks, strict=True) if w > 0)
-        value = _validation_ndcg(total, seen, relevant, k)
+        top = candidates.top_k(weights)
+        value = float(ranking_metrics(top, relevant, k, blocks[0].shape[1])[f"ndcg@{k}"])
         if value > best + 1e-12:
             best_weights, best = weights, value
     if best_weights is None:
