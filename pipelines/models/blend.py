@@ -29,6 +29,10 @@ from pipelines.models.sparse_inputs import check_seen, check_train
 
 log = logging.getLogger(__name__)
 
+#: Members of the default blend; the ``FEATURE_MEMBERS`` join when fit gets item features.
+DEFAULT_MEMBERS = ("ease", "als", "itemknn")
+FEATURE_MEMBERS = ("hybrid",)
+
 #: Above this many grid points the weight search costs more than fitting the members: refuse.
 MAX_GRID_POINTS = 5000
 
@@ -37,8 +41,10 @@ class BlendConfig(ModelConfig):
     """Members and how their weights are chosen; ``seed`` seeds the validation carve and the
     members (unless ``member_params`` sets theirs)."""
 
-    members: tuple[str, ...] = ("ease", "als", "itemknn")
-    """Families blended (registered, collaborative, each once). Weights choose among them."""
+    members: tuple[str, ...] | None = None
+    """Families blended (registered, each once); the weights choose among them. None: EASE, ALS
+    and item-kNN, plus the hybrid (ALS with content) when fit gets item features. A family listed
+    here that needs item features makes fit refuse data without them."""
     member_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Hyperparameter overrides per member, e.g. ``{"ease": {"regularization": 300}}``
     (validated by the member's own config); a member not listed keeps its defaults."""
@@ -68,37 +74,44 @@ class BlendConfig(ModelConfig):
 
     @field_validator("members")
     @classmethod
-    def _members_known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _members_known(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         from pipelines.models import model_class
 
+        if value is None:
+            return value
         if not value:
             raise ValueError("members: at least one family is needed")
         if len(set(value)) != len(value):
             raise ValueError(f"members: each family once, got {list(value)}")
         for name in value:
-            member = model_class(name)  # UnknownModelError (a ValueError) names the allowed ones
+            model_class(name)  # UnknownModelError (a ValueError) names the allowed ones
             if name == "blend":
                 raise ValueError("members: a blend cannot contain a blend")
-            if member.requires_item_features:
-                raise ValueError(f"members: {name!r} needs item features; blend collaborative families only")
         return value
 
     @model_validator(mode="after")
     def _member_params_valid(self) -> "BlendConfig":
         from pipelines.models import create_model
 
-        extra = sorted(set(self.member_params) - set(self.members))
+        possible = self.active_members(with_item_features=True)
+        extra = sorted(set(self.member_params) - set(possible))
         if extra:
-            raise ValueError(f"member_params: {extra} are not members {list(self.members)}")
-        for name in self.members:
+            raise ValueError(f"member_params: {extra} are not members {list(possible)}")
+        for name in possible:
             create_model(name, self.member_config(name))  # ConfigError names the family and field
-        points = _n_grid_points(self.weight_steps, len(self.members))
+        points = _n_grid_points(self.weight_steps, len(possible))
         if points > MAX_GRID_POINTS:
             raise ValueError(
-                f"weight_steps {self.weight_steps} over {len(self.members)} members makes {points} grid "
+                f"weight_steps {self.weight_steps} over {len(possible)} members makes {points} grid "
                 f"points (at most {MAX_GRID_POINTS}); lower weight_steps or blend fewer members"
             )
         return self
+
+    def active_members(self, with_item_features: bool) -> tuple[str, ...]:
+        """The members a fit blends, given whether it has item features."""
+        if self.members is not None:
+            return self.members
+        return DEFAULT_MEMBERS + (FEATURE_MEMBERS if with_item_features else ())
 
     def member_config(self, name: str) -> dict[str, Any]:
         """Hyperparameters of member ``name``: its overrides, plus the blend's seed and device."""
@@ -115,14 +128,15 @@ class BlendConfig(ModelConfig):
 class BlendRecommender(Recommender):
     """Weighted per-user normalised scores of members fitted on the same matrix.
 
-    After :meth:`fit`: ``weights_`` (one per configured member, summing to 1), ``members_``
+    After :meth:`fit`: ``member_names_`` (the members blended), ``weights_`` (one per member,
+    summing to 1), ``members_``
     (name -> fitted model, the members with a positive weight), ``validation_ndcg_`` (name ->
     each member's validation nDCG alone, plus ``"blend"``) and ``item_popularity_``.
     """
 
     name: ClassVar[str] = "blend"
     summary: ClassVar[str] = (
-        "Weighted blend of other families (EASE, ALS, item-kNN by default), weights chosen on validation"
+        "Weighted blend of other families (EASE, ALS, item-kNN, hybrid with metadata), weights chosen on validation"
     )
     config_class: ClassVar[type[ModelConfig]] = BlendConfig
     # Members weight their own input (member_weighting="preferred"): they need the stored values.
@@ -132,6 +146,7 @@ class BlendRecommender(Recommender):
 
     def __init__(self, config: BlendConfig | None = None, **params: Any) -> None:
         super().__init__(config, **params)
+        self.member_names_: tuple[str, ...] = ()
         self.weights_: np.ndarray | None = None
         self.members_: dict[str, Recommender] = {}
         self.validation_ndcg_: dict[str, float] = {}
@@ -152,12 +167,18 @@ class BlendRecommender(Recommender):
         otherwise ``validation_fraction`` of each user's rows is carved from ``train`` (seeded)
         and the chosen members are refit on all of ``train``. ``interaction_order`` goes to the
         members that read time order; ``callback`` is not called (members' losses are not one
-        curve). Raises ValueError for a bad ``train`` and whatever a member raises.
+        curve). Raises ValueError for a bad ``train``, ConfigError when a listed member needs
+        the ``item_features`` fit did not get, and whatever a member raises.
         """
+        from pipelines.models import model_class
         from pipelines.tuning.validation import carve_validation, restrict_order
 
         cfg = self.config
         matrix = check_train(train, self.name)
+        names = cfg.active_members(with_item_features=item_features is not None)
+        needy = [name for name in names if model_class(name).requires_item_features]
+        if needy and item_features is None:
+            raise ConfigError(f"blend members {needy} need item features, and fit got none")
         given = validation is not None and sp.csr_matrix(validation).nnz > 0
         if given:
             fit_part, held_out = matrix, check_train(validation, self.name)
@@ -172,7 +193,8 @@ class BlendRecommender(Recommender):
 
         normalised: list[np.ndarray] = []
         fitted: dict[str, Recommender] = {}
-        for name in cfg.members:
+        self.validation_ndcg_ = {}
+        for name in names:
             member = self._fit_member(name, fit_part, item_features, order_part)
             block = _normalise(member.score(users), cfg.normalisation)
             self.validation_ndcg_[name] = _validation_ndcg(block, seen, relevant, cfg.k)
@@ -182,18 +204,18 @@ class BlendRecommender(Recommender):
         weights, best = _search_weights(normalised, seen, relevant, cfg.k, cfg.weight_steps)
         del normalised
         self.validation_ndcg_["blend"] = best
-        chosen = [name for name, w in zip(cfg.members, weights, strict=True) if w > 0]
+        chosen = [name for name, w in zip(names, weights, strict=True) if w > 0]
         if not given:  # refit on train + validation: the chosen members learn from everything but test
             fitted = {name: self._fit_member(name, matrix, item_features, interaction_order) for name in chosen}
         self.members_ = {name: fitted[name] for name in chosen}
-        self.weights_ = weights
+        self.member_names_, self.weights_ = names, weights
         self.item_popularity_ = item_popularity(matrix)
         self.n_users, self.n_items = matrix.shape
         self.training_loss_ = []
         log.info(
             "blend weights %s (validation nDCG@%d %.4f; members alone %s)",
-            dict(zip(cfg.members, np.round(weights, 3).tolist(), strict=True)), cfg.k, best,
-            {name: round(self.validation_ndcg_[name], 4) for name in cfg.members},
+            dict(zip(names, np.round(weights, 3).tolist(), strict=True)), cfg.k, best,
+            {name: round(self.validation_ndcg_[name], 4) for name in names},
         )
         return self
 
@@ -202,7 +224,7 @@ class BlendRecommender(Recommender):
         if self.weights_ is None:
             return {}
         return {
-            "weights": {n: round(float(w), 4) for n, w in zip(self.config.members, self.weights_, strict=True)},
+            "weights": {n: round(float(w), 4) for n, w in zip(self.member_names_, self.weights_, strict=True)},
             f"validation_ndcg@{self.config.k}": {n: round(v, 4) for n, v in self.validation_ndcg_.items()},
         }
 
@@ -236,7 +258,7 @@ class BlendRecommender(Recommender):
 
     def _blend(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
         total = None
-        for name, weight in zip(self.config.members, self.weights_, strict=True):
+        for name, weight in zip(self.member_names_, self.weights_, strict=True):
             if weight > 0:
                 part = weight * _normalise(blocks[name], self.config.normalisation)
                 total = part if total is None else total + part
@@ -271,8 +293,9 @@ class BlendRecommender(Recommender):
 
     # -- persistence: each kept member's arrays under "<name>." ------------------------------
     def _state(self) -> dict[str, np.ndarray]:
-        names = [*self.config.members, "blend"]
+        names = [*self.member_names_, "blend"]
         state: dict[str, np.ndarray] = {
+            "member_names_": np.array(self.member_names_, dtype=str),
             "weights_": self.weights_,
             "validation_ndcg_": np.array([self.validation_ndcg_.get(n, np.nan) for n in names]),
         }
@@ -287,12 +310,14 @@ class BlendRecommender(Recommender):
         from pipelines.models import create_model
 
         cfg = self.config
+        self.member_names_ = tuple(str(name) for name in state["member_names_"])
         self.weights_ = state["weights_"]
         self.validation_ndcg_ = {
-            name: float(value) for name, value in zip([*cfg.members, "blend"], state["validation_ndcg_"], strict=True)
+            name: float(value)
+            for name, value in zip([*self.member_names_, "blend"], state["validation_ndcg_"], strict=True)
         }
         self.members_ = {}
-        for name, weight in zip(cfg.members, self.weights_, strict=True):
+        for name, weight in zip(self.member_names_, self.weights_, strict=True):
             if weight <= 0:
                 continue
             member = create_model(name, cfg.member_config(name))

@@ -27,7 +27,7 @@ def blend(planted):
 
 def test_blend_at_least_equals_its_best_member(blend, planted):
     alone = {}
-    for name in blend.config.members:
+    for name in blend.member_names_:
         member = create_model(name, blend.config.member_config(name))
         weighted = apply_weighting(planted.train, WeightingConfig(**member.preferred_weighting))
         alone[name] = planted_ndcg(member.fit(weighted), planted)
@@ -36,11 +36,12 @@ def test_blend_at_least_equals_its_best_member(blend, planted):
 
 def test_weights_come_from_validation(blend):
     weights = blend.weights_
+    assert blend.member_names_ == ("ease", "als", "itemknn")  # no item features: no hybrid
     assert weights.shape == (3,) and weights.min() >= 0 and weights.sum() == pytest.approx(1.0)
     # The grid's corners are the members alone: on validation the blend is never worse.
-    members = [blend.validation_ndcg_[name] for name in blend.config.members]
+    members = [blend.validation_ndcg_[name] for name in blend.member_names_]
     assert blend.validation_ndcg_["blend"] >= max(members)
-    assert set(blend.members_) == {n for n, w in zip(blend.config.members, weights) if w > 0}
+    assert set(blend.members_) == {n for n, w in zip(blend.member_names_, weights) if w > 0}
 
 
 def test_members_are_refit_on_all_of_train(blend, planted):
@@ -55,6 +56,19 @@ def test_a_given_validation_is_used_without_refit(planted):
     # Choosing on the test rows themselves: the blend's validation score is its test nDCG (up to
     # the order of items with tied blended scores).
     assert model.validation_ndcg_["blend"] == pytest.approx(planted_ndcg(model, planted), abs=2e-3)
+
+
+@pytest.mark.slow
+def test_hybrid_joins_when_item_features_are_given(planted):
+    model = create_model("blend", {"member_params": {"hybrid": {"base_params": {"factors": 8, "iterations": 10}}}})
+    model.fit(planted.train, item_features=planted.item_features)
+    assert model.member_names_ == ("ease", "als", "itemknn", "hybrid")
+    assert len(model.weights_) == 4 and "hybrid" in model.validation_ndcg_
+
+
+def test_a_listed_member_needing_item_features_is_refused_without_them(planted):
+    with pytest.raises(ConfigError, match=r"members \['content'\] need item features"):
+        create_model("blend", {"members": ["ease", "content"]}).fit(planted.train)
 
 
 def test_save_load_keeps_weights_and_validation_scores(blend, tmp_path):
@@ -87,7 +101,6 @@ def test_simplex_grid_covers_every_weight_vector():
     [
         ({"members": ["ease", "nope"]}, "unknown model 'nope'"),
         ({"members": ["ease", "blend"]}, "cannot contain a blend"),
-        ({"members": ["ease", "content"]}, "needs item features"),
         ({"members": ["ease", "ease"]}, "each family once"),
         ({"member_params": {"als": {"factors": 4}}, "members": ["ease"]}, r"\['als'\] are not members"),
         ({"member_params": {"ease": {"regularization": -1}}}, "ease.*regularization"),
