@@ -161,7 +161,28 @@ class BlendRecommender(Recommender):
         callback: IterationCallback | None = None,
         interaction_order: sp.csr_matrix | None = None,
     ) -> "BlendRecommender":
-        """Choose the weights on held-out data, then keep (or refit) the members; returns self.
+        """Check ``train``, then :meth:`_fit`; returns self."""
+        matrix = check_train(train, self.name)
+        if validation is not None:
+            validation = check_train(validation, self.name) if sp.csr_matrix(validation).nnz else None
+        self.item_popularity_ = item_popularity(matrix)
+        self._fit(
+            matrix, item_features=item_features, validation=validation, callback=callback,
+            interaction_order=interaction_order,
+        )
+        self.n_users, self.n_items = matrix.shape
+        return self
+
+    def _fit(
+        self,
+        train: sp.csr_matrix,
+        *,
+        item_features: sp.csr_matrix | None,
+        validation: sp.csr_matrix | None,
+        callback: IterationCallback | None,
+        interaction_order: sp.csr_matrix | None = None,
+    ) -> None:
+        """Choose the weights on held-out data, then keep (or refit) the members.
 
         ``validation`` (same shape as ``train``) is the held-out data when it has entries;
         otherwise ``validation_fraction`` of each user's rows is carved from ``train`` (seeded)
@@ -174,14 +195,14 @@ class BlendRecommender(Recommender):
         from pipelines.tuning.validation import carve_validation, restrict_order
 
         cfg = self.config
-        matrix = check_train(train, self.name)
+        matrix = train
         names = cfg.active_members(with_item_features=item_features is not None)
         needy = [name for name in names if model_class(name).requires_item_features]
         if needy and item_features is None:
             raise ConfigError(f"blend members {needy} need item features, and fit got none")
-        given = validation is not None and sp.csr_matrix(validation).nnz > 0
+        given = validation is not None and validation.nnz > 0
         if given:
-            fit_part, held_out = matrix, check_train(validation, self.name)
+            fit_part, held_out = matrix, validation
             order_part = interaction_order
         else:
             fit_part, held_out = carve_validation(matrix, cfg.validation_fraction, cfg.seed)
@@ -209,8 +230,6 @@ class BlendRecommender(Recommender):
             fitted = {name: self._fit_member(name, matrix, item_features, interaction_order) for name in chosen}
         self.members_ = {name: fitted[name] for name in chosen}
         self.member_names_, self.weights_ = names, weights
-        self.item_popularity_ = item_popularity(matrix)
-        self.n_users, self.n_items = matrix.shape
         self.training_loss_ = []
         log.info(
             "blend weights %s (validation nDCG@%d %.4f; members alone %s)",
