@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-latest-small"
+# The data sits beside the checkout, never in it; RECSYS_MOVIELENS_DIR points elsewhere.
+DEFAULT_DATA = Path(os.environ.get("RECSYS_MOVIELENS_DIR", ROOT.parent / "shared" / "data" / "ml-latest-small"))
 K = 10
 SEED = 42
 TEST_FRACTION = 0.25
