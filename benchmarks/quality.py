@@ -21,6 +21,7 @@ family's seed-42 score minus its tolerance.
     .venv/bin/python benchmarks/quality.py                          # every family, ml-latest-small
     .venv/bin/python benchmarks/quality.py --models als ease blend  # a subset (README untouched)
     .venv/bin/python benchmarks/quality.py --ml100k /path/to/ml-100k
+    .venv/bin/python benchmarks/quality.py --report-only            # README table from quality.json
 
 Writes ``benchmarks/results/quality.json`` and ``quality.md`` (``quality_ml100k.*`` with
 ``--ml100k``) and, for a full ml-latest-small run, the model table of the README.
@@ -358,6 +359,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--output", type=Path, default=None, help="JSON path (markdown beside it)")
     parser.add_argument("--work-dir", type=Path, default=None, help="lake for the steps (default: a temporary folder)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite quality.md and the README's table from quality.json, no run"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -368,6 +372,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:
         source, data = "movielens", args.data
         output = args.output or RESULTS / "quality.json"
+    if args.report_only:
+        report = json.loads(output.read_text())
+        write_markdown(output.with_suffix(".md"), report)
+        if source == "movielens" and args.output is None:
+            update_readme(report)
+        return report
     registered = model_names()
     families = args.models or registered
     unknown = sorted(set(families) - set(registered))
