@@ -6,8 +6,22 @@ train every selected model on the same split, evaluate them on the held-out data
 it in MLflow, register the best and give it the `champion` alias only if it beats the current
 champion on this run's held-out data.
 
-Trigger it from the UI with the form (**Trigger DAG**) to change the source, models and
-hyperparameters. Each task calls one function of `pipelines.steps`; this file is wiring only.
+Trigger it from the UI with the form (**Trigger DAG**), or through the REST API with the same
+keys as `conf`:
+
+- **source**, its **path** (or SQL settings, synthetic sizes under *Data*), **models to train**
+  (multi-select), **K**, the promotion **metric** and **margin**, **GPU** (unset: each family's
+  own default device).
+- *Model*: **model_params**, per family and only what you change, e.g.
+  `{"ease": {"regularization": 300}, "itemknn": {"weighting": {"scheme": "bm25", "k1": 50}}}`.
+  Every other value is the family's own default; the form lists each family's summary and
+  defaults, generated from its config. **seed** (unset: each step's and family's default).
+- *Tuning* (Optuna, trials per model) and *Data* (split, test fraction, k-core, rejects).
+
+A value the schema refuses (an unknown family or field, a number out of bounds) is refused by the
+form and by the REST API (HTTP 400); the `plan` task validates everything again with the step
+configs before any work starts. Each task calls one function of `pipelines.steps`; this file is
+wiring only.
 """
 
 from __future__ import annotations

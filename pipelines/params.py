@@ -1,22 +1,46 @@
 """The trigger-form parameters of the training DAG, as plain JSON-schema dicts.
 
-The DAG file wraps each entry in ``airflow.sdk.Param``; :func:`pipelines.pipeline.from_params`
-turns the submitted values into the step configs, which validate them again, so the form,
-the REST API and the CLI refuse the same bad input. Kept free of heavy imports: the DAG
-processor reads this module on every parse.
+The DAG file wraps each entry in ``airflow.sdk.Param``, the CLI generates its options from the
+same entries (:mod:`pipelines.cli.train`), and :func:`pipelines.pipeline.from_params` turns the
+submitted values into the step configs, which validate them again, so the form, the REST API
+and the CLI refuse the same bad input.
+
+Model hyperparameters are not flat knobs: ``model_params`` holds, per family, only what a run
+changes (``{"ease": {"regularization": 300}}``); everything else is the family's own default,
+defined once, in its pydantic config. The form needs each family's JSON schema, but importing
+the families costs seconds (NumPy, SciPy, pandas) and the DAG processor reads this module on
+every parse, so the schemas are generated from the configs into ``model_params_schema.json``
+(``python -m pipelines.params`` rewrites it; a test fails while it is stale).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
 
+from pipelines.errors import ConfigError
 from pipelines.models import model_names
 
 SOURCES = ["synthetic", "movielens", "movielens100k", "csv", "parquet", "sql"]
 SPLITS = ["stratified", "random", "temporal_last_n", "temporal_cutoff"]
-WEIGHTINGS = ["auto", "none", "linear", "log", "bm25"]
+WEIGHTINGS = ["none", "linear", "log", "bm25"]
 METRICS = ["ndcg", "map", "precision", "recall", "hit_rate"]
 
+#: Generated from the families' configs by :func:`build_family_catalog`; never edited by hand.
+FAMILY_CATALOG_FILE = Path(__file__).with_name("model_params_schema.json")
+
+#: Key of a family's ``model_params`` entry that sets the confidence weighting of its training
+#: matrix (:class:`pipelines.features.weighting.WeightingConfig` fields). Per family, not a shared
+#: knob: families were tuned with different schemes (itemknn on BM25, the others binary), so one
+#: scheme and one ``alpha`` for every selected family is the flatness ``model_params`` removes.
+#: Unset, a family uses its ``preferred_weighting``; fields given replace only those fields of it.
+WEIGHTING_KEY = "weighting"
+
+#: Run parameters that were flat model knobs; refused with a pointer to ``model_params``.
+REMOVED_PARAMS = ("factors", "iterations", "regularization", "weighting", "alpha")
 
 def param_specs() -> dict[str, dict[str, Any]]:
     """name -> {"default": value, **JSON-schema keywords for airflow.sdk.Param}."""
@@ -34,7 +58,8 @@ def param_specs() -> dict[str, dict[str, Any]]:
         "models": {
             "default": ["als"], "type": "array", "items": {"type": "string", "enum": models},
             "examples": models, "minItems": 1, "uniqueItems": True, "title": "Models to train",
-            "description": "Candidates trained on the same split; popularity is always added as the baseline.",
+            "description": "Candidates trained on the same split; popularity is always added as the baseline. "
+                           "Each runs with its own defaults, listed under 'Model' with what to change there.",
         },
         "k": {"default": 10, "type": "integer", "minimum": 1, "maximum": 1000, "title": "K (cut-off of the metrics)"},
         "metric": {
@@ -45,17 +70,19 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "default": 0.0, "type": "number", "minimum": 0.0, "maximum": 1.0, "title": "Promotion margin",
             "description": "Absolute improvement over the champion (or popularity) needed to take the alias.",
         },
-        "use_gpu": {"default": False, "type": "boolean", "title": "Use the GPU (falls back to CPU when absent)"},
-        # -- model hyperparameters -----------------------------------------------
-        "factors": {"default": 64, "type": "integer", "minimum": 1, "maximum": 1024, "title": "Latent factors", "section": "Model"},
-        "iterations": {"default": 15, "type": "integer", "minimum": 1, "maximum": 500, "title": "Iterations", "section": "Model"},
-        "regularization": {"default": 10.0, "type": "number", "minimum": 0.0, "maximum": 1000.0, "title": "L2 regularization", "section": "Model"},
-        "weighting": {
-            "default": "auto", "type": "string", "enum": WEIGHTINGS, "title": "Confidence weighting", "section": "Model",
-            "description": "auto: each model's preferred weighting (tuned on MovieLens); else one scheme for all models.",
+        "use_gpu": {
+            "default": None, "type": ["null", "boolean"], "title": "Use the GPU",
+            "description": "On: every family that can use a GPU asks for one (CPU with a warning when absent). "
+                           "Off: CPU for all. Unset: each family's own default device.",
         },
-        "alpha": {"default": 1.0, "type": "number", "minimum": 0.0, "maximum": 10000.0, "title": "Weighting alpha", "section": "Model"},
-        "seed": {"default": 42, "type": "integer", "minimum": 0, "maximum": 2**31 - 1, "title": "Random seed", "section": "Model"},
+        # -- model hyperparameters: per family, overrides only ------------------------
+        "model_params": model_params_spec(),
+        "seed": {
+            "default": None, "type": ["null", "integer"], "minimum": 0, "maximum": 2**31 - 1, "title": "Random seed",
+            "section": "Model",
+            "description": "Seeds the synthetic data, the split, tuning and every model (a family's own seed in "
+                           "model_params wins). Unset: each step's and each family's default.",
+        },
         # -- tuning ----------------------------------------------------------------
         "tune": {
             "default": False, "type": "boolean", "title": "Tune hyperparameters (Optuna)", "section": "Tuning",
@@ -79,3 +106,164 @@ def param_specs() -> dict[str, dict[str, Any]]:
 def defaults() -> dict[str, Any]:
     """The default value of every parameter."""
     return {name: spec["default"] for name, spec in param_specs().items()}
+
+
+# -- per-family settings -------------------------------------------------------------
+
+
+def model_params_spec() -> dict[str, Any]:
+    """The ``model_params`` Param: one property per family, each the family config's JSON schema.
+
+    ``additionalProperties: false`` at both levels, so Airflow refuses (HTTP 400 through the REST
+    API) a family or a field that does not exist, and a value outside a field's bounds.
+    """
+    catalog = family_catalog()
+    return {
+        "default": {},
+        "type": "object",
+        "title": "Model settings (per family)",
+        "section": "Model",
+        "properties": {name: copy.deepcopy(entry["schema"]) for name, entry in catalog.items()},
+        "additionalProperties": False,
+        "description_md": families_markdown(catalog),
+    }
+
+
+def families_markdown(catalog: Mapping[str, Mapping[str, Any]]) -> str:
+    """What the form says about each family: its one-line summary and its defaults."""
+    lines = [
+        "Only what you change, per family; every other value is the family's own default. "
+        'Example: `{"ease": {"regularization": 300}, "als": {"factors": 128, '
+        '"weighting": {"scheme": "bm25", "alpha": 1}}}`. '
+        "`weighting` changes only the fields given of the family's preferred weighting (below). "
+        "A family must be selected in *Models to train* (popularity is always trained).",
+        "",
+    ]
+    for name, entry in catalog.items():
+        runtime = set(entry["runtime_options"])
+        values = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in entry["defaults"].items() if k not in runtime)
+        preferred = dict(entry["preferred_weighting"])
+        weighting = preferred.pop("scheme", "none")
+        if preferred:
+            weighting += " (" + ", ".join(f"{k}={json.dumps(v)}" for k, v in preferred.items()) + ")"
+        line = f"- **{name}**: {entry['summary']}. Defaults: {values}; weighting `{weighting}`"
+        if runtime:
+            line += f"; runtime options: {', '.join(sorted(runtime))}"
+        lines.append(line + ".")
+    return "\n".join(lines)
+
+
+@lru_cache(maxsize=1)
+def family_catalog() -> dict[str, dict[str, Any]]:
+    """Every family's summary, defaults, preferred weighting and settings schema (from the generated file)."""
+    return json.loads(FAMILY_CATALOG_FILE.read_text())
+
+
+def build_family_catalog() -> dict[str, dict[str, Any]]:
+    """The catalog computed from the families' classes (imports every family; for the generator and tests)."""
+    from pipelines.features.weighting import WeightingConfig
+    from pipelines.models import model_class
+
+    weighting_schema = _plain_schema(WeightingConfig.model_json_schema())
+    catalog: dict[str, dict[str, Any]] = {}
+    for name in model_names():
+        cls = model_class(name)
+        config = cls.config_class
+        schema = _plain_schema(config.model_json_schema())
+        if WEIGHTING_KEY in schema["properties"]:
+            raise ConfigError(f"model {name!r}: its config has a field {WEIGHTING_KEY!r}, which model_params reserves")
+        preferred = cls.preferred_weighting
+        schema["properties"][WEIGHTING_KEY] = {
+            **weighting_schema,
+            "title": "Confidence weighting of the training matrix",
+            "default": WeightingConfig(**preferred).model_dump(mode="json"),
+        }
+        schema["title"] = name
+        catalog[name] = {
+            "summary": cls.summary.rstrip("."),
+            "defaults": config().model_dump(mode="json"),
+            "runtime_options": sorted(config.runtime_options),
+            "preferred_weighting": dict(preferred),
+            "schema": schema,
+        }
+    return catalog
+
+
+def _plain_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema with ``$ref`` inlined and the class docstring dropped.
+
+    Inlined because the schema is nested under ``model_params`` (a ``#/$defs`` reference would
+    point at the wrong root); the docstring because the form shows ``description_md`` instead.
+    """
+    defs = schema.get("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                target = defs[node["$ref"].rsplit("/", 1)[-1]]
+                return inline({**target, **{k: v for k, v in node.items() if k != "$ref"}})
+            return {k: inline(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    plain = inline(schema)
+    plain.pop("description", None)
+    return plain
+
+
+def families_with_field(field: str) -> list[str]:
+    """Families whose ``model_params`` accept ``field`` (for messages that suggest the right key)."""
+    return [name for name, entry in family_catalog().items() if field in entry["schema"]["properties"]]
+
+
+# -- validation as the form does it ------------------------------------------------------
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Refuse unknown keys, and values their Param schema refuses, as Airflow's form does.
+
+    ``None`` means "the default" and is not checked. Raises ConfigError naming each parameter
+    (and, inside ``model_params``, the family and the field).
+    """
+    specs = param_specs()
+    removed = [key for key in params if key in REMOVED_PARAMS and key not in specs]
+    if removed:
+        raise ConfigError(
+            f"{', '.join(removed)}: no longer run parameters; set them per family in model_params, "
+            f'e.g. {{"als": {{"{removed[0]}": ...}}}} (each family has its own defaults)'
+        )
+    unknown = sorted(set(params) - set(specs))
+    if unknown:
+        raise ConfigError(f"unknown run parameter(s) {', '.join(unknown)}; known: {', '.join(specs)}")
+    problems = [
+        problem
+        for name, value in params.items()
+        if value is not None
+        for problem in schema_problems(name, value, specs[name])
+    ]
+    if problems:
+        raise ConfigError("invalid parameters: " + "; ".join(problems))
+
+
+def schema_problems(name: str, value: Any, spec: Mapping[str, Any]) -> list[str]:
+    """What ``airflow.sdk.Param(**spec).resolve(value)`` would refuse, one line per problem.
+
+    The schema is the spec without ``default`` and ``description``, as Param builds it, checked
+    with ``jsonschema.validate``'s validator (the draft named by the schema, else the latest)
+    and a format checker.
+    """
+    from jsonschema import FormatChecker, validators
+
+    schema = {key: val for key, val in spec.items() if key not in ("default", "description")}
+    validator = validators.validator_for(schema)(schema, format_checker=FormatChecker())
+    out = []
+    for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
+        where = ".".join([name, *(str(part) for part in error.absolute_path)])
+        out.append(f"{where}: {error.message}")
+    return out
+
+
+if __name__ == "__main__":  # python -m pipelines.params: regenerate model_params_schema.json
+    FAMILY_CATALOG_FILE.write_text(json.dumps(build_family_catalog(), indent=1, allow_nan=False) + "\n")
+    print(f"wrote {FAMILY_CATALOG_FILE}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -78,26 +78,27 @@ def source_has_item_metadata(ingest: IngestConfig) -> bool:
     return ingest.source in ("synthetic", "movielens", "movielens100k") or bool(ingest.items_path)
 
 
-def model_params_for(model: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The subset of ``values`` that ``model``'s config accepts (factors mean nothing to popularity)."""
-    from pipelines.models import model_class
-
-    fields = model_class(model).config_class.model_fields
-    return {key: value for key, value in values.items() if key in fields}
-
-
 def from_params(params: Mapping[str, Any]) -> PipelineConfig:
-    """Build the pipeline config from the DAG's flat Params (or the same keys from anywhere).
+    """Build the pipeline config from the DAG's Params (or the same keys from the CLI, a test).
 
-    Raises ConfigError naming each invalid parameter.
+    Each selected family gets its own defaults plus only its entry of ``model_params``; the
+    shared ``seed`` and ``use_gpu`` reach a family only when set (unset: the family's default).
+    Keys missing or None take the form's default. Raises ConfigError naming each invalid
+    parameter, and for ``model_params`` the family and the field.
     """
-    from pipelines.params import defaults
+    from pipelines.params import check_params, defaults
 
+    check_params({key: value for key, value in params.items() if key != "model_params"})
     p = {**defaults(), **{k: v for k, v in params.items() if v is not None}}
-    device = "gpu" if p["use_gpu"] else "cpu"
+    overrides = validate_model_params(p["models"], p["model_params"])
+    device = None if p["use_gpu"] is None else ("gpu" if p["use_gpu"] else "cpu")
+    seeded: dict[str, Any] = {} if p["seed"] is None else {"seed": p["seed"]}
     k = int(p["k"])
+    families = list(p["models"])
+    if BASELINE_MODEL in overrides and BASELINE_MODEL not in families:
+        families.append(BASELINE_MODEL)  # always trained; settings given for it apply to the baseline run
     try:
-        ingest: dict[str, Any] = {"source": p["source"], "seed": p["seed"]}
+        ingest: dict[str, Any] = {"source": p["source"], **seeded}
         if p["source"] == "synthetic":
             ingest.update(n_users=p["synthetic_users"], n_items=p["synthetic_items"],
                           interactions_per_user=p["interactions_per_user"])
@@ -105,23 +106,103 @@ def from_params(params: Mapping[str, Any]) -> PipelineConfig:
             ingest.update(url=p["sql_url"] or None, table=p["sql_table"] or None, query=p["sql_query"] or None)
         else:
             ingest["path"] = p["path"] or None
-        hyper = {"factors": p["factors"], "iterations": p["iterations"], "regularization": p["regularization"], "seed": p["seed"]}
-        weighting = None if p["weighting"] == "auto" else WeightingConfig(scheme=p["weighting"], alpha=p["alpha"])
         candidates = tuple(
-            TrainConfig(model=name, params=model_params_for(name, hyper), weighting=weighting, k=k, device=device)
-            for name in p["models"]
+            candidate_config(name, overrides.get(name, {}), k=k, device=device, seed=p["seed"]) for name in families
         )
         return PipelineConfig(
             ingest=IngestConfig(**ingest),
             cleaning=CleaningConfig(max_rejected_fraction=p["max_rejected_fraction"], kcore=p["kcore"]),
-            features=FeatureConfig(split=p["split"], test_fraction=p["test_fraction"], seed=p["seed"]),
+            features=FeatureConfig(split=p["split"], test_fraction=p["test_fraction"], **seeded),
             candidates=candidates,
             promotion=PromotionConfig(metric=f"{p['metric']}@{k}", margin=p["promotion_margin"]),
             dask=DaskConfig(gpu=bool(p["use_gpu"])),
-            tuning=TuningConfig(n_trials=p["n_trials"], seed=p["seed"], metric=f"ndcg@{k}") if p["tune"] else None,
+            tuning=TuningConfig(n_trials=p["n_trials"], metric=f"ndcg@{k}", **seeded) if p["tune"] else None,
         )
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+
+
+def candidate_config(
+    model: str, overrides: Mapping[str, Any], k: int = 10, device: str | None = None, seed: int | None = None
+) -> TrainConfig:
+    """One candidate: ``model`` with only ``overrides`` on top of its own defaults.
+
+    ``overrides`` is the family's ``model_params`` entry; its ``weighting`` key changes fields of
+    the family's preferred weighting (``{"k1": 50}`` keeps itemknn on BM25). ``seed`` and
+    ``device`` apply where given and the family has no value of its own in ``overrides``.
+    """
+    from pipelines.models import model_class
+    from pipelines.params import WEIGHTING_KEY
+
+    params = dict(overrides)
+    weighting = params.pop(WEIGHTING_KEY, None)
+    if weighting is not None:
+        weighting = {**model_class(model).preferred_weighting, **weighting}
+    if seed is not None:
+        params.setdefault("seed", seed)
+    return TrainConfig(model=model, params=params, weighting=weighting, k=k, device=device)
+
+
+def validate_model_params(models: Sequence[str], model_params: Any) -> dict[str, dict[str, Any]]:
+    """Check ``model_params`` (family -> settings) against each family's config; return a plain copy.
+
+    Refused, naming the family and the field: a family that does not exist or is not trained in
+    this run (``models`` plus the popularity baseline; a setting that would silently do nothing
+    is refused, not ignored), a field the family's config does not have, a value its config
+    refuses, and anything the form's JSON schema refuses. Raises ConfigError.
+    """
+    from pipelines.models import model_class, model_names
+    from pipelines.params import WEIGHTING_KEY, param_specs, schema_problems
+
+    if not isinstance(model_params, Mapping):
+        raise ConfigError(
+            'model_params must be an object of family -> settings, e.g. {"ease": {"regularization": 300}}; '
+            f"got {model_params!r}"
+        )
+    trained = [*models, *([] if BASELINE_MODEL in models else [BASELINE_MODEL])]
+    problems: list[str] = []
+    for family, settings in model_params.items():
+        where = f"model_params.{family}"
+        if family not in model_names():
+            problems.append(f"{where}: unknown model family; allowed: {', '.join(model_names())}")
+        elif family not in trained:
+            problems.append(f"{where}: {family} is not trained in this run (models: {', '.join(trained)}); "
+                            "select it in models or remove its settings")
+        elif not isinstance(settings, Mapping):
+            problems.append(f"{where}: must be an object of field -> value, got {settings!r}")
+        else:
+            fields = dict(settings)
+            weighting = fields.pop(WEIGHTING_KEY, None)
+            config_class = model_class(family).config_class
+            try:
+                config_class(**fields)
+            except ValidationError as exc:
+                allowed = ", ".join([*config_class.model_fields, WEIGHTING_KEY])
+                problems.extend(_field_problems(where, exc, f"fields of {family}: {allowed}"))
+            if weighting is not None:
+                try:
+                    WeightingConfig.model_validate(weighting)
+                except ValidationError as exc:
+                    allowed = ", ".join(WeightingConfig.model_fields)
+                    problems.extend(_field_problems(f"{where}.{WEIGHTING_KEY}", exc, f"fields: {allowed}"))
+    if not problems:
+        problems = schema_problems("model_params", model_params, param_specs()["model_params"])
+    if problems:
+        raise ConfigError("invalid model_params: " + "; ".join(problems))
+    return {family: dict(settings) for family, settings in model_params.items()}
+
+
+def _field_problems(where: str, exc: ValidationError, allowed: str) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join([where, *(str(part) for part in err["loc"])])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{loc}: no such field ({allowed})")
+        else:
+            shown = "input" in err and not isinstance(err["input"], dict) and "got" not in msg
+            lines.append(f"{loc}: {msg}" + (f" (got {err['input']!r})" if shown else ""))
+    return lines
 
 
 def describe_validation_error(exc: ValidationError) -> str:

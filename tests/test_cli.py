@@ -1,4 +1,5 @@
-"""The ``recsys`` command line: train on a split made elsewhere, then recommend from the logged model."""
+"""The ``recsys`` command line: options generated from the form, each family with its own defaults;
+train on a split made elsewhere, then recommend from the logged model."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ import sys
 import pandas as pd
 import pytest
 
+from pipelines.cli import build_parser, main
+from pipelines.cli.train import pipeline_config
+from pipelines.errors import ConfigError
+from pipelines.models import create_model, model_class, model_names
+from pipelines.params import param_specs
+from pipelines.pipeline import from_params
 from tests.conftest import planted_interactions
-
-pytestmark = pytest.mark.slow
 
 
 def _recsys(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -34,6 +39,7 @@ def split_files(tmp_path):
     return train, test, frame[~test_mask]
 
 
+@pytest.mark.slow
 def test_train_on_given_split_then_recommend_excludes_training_items(tmp_path, split_files, mlflow_home):
     train, test, train_frame = split_files
     env = {**os.environ, "RECSYS_HOME": str(tmp_path / "home")}
@@ -65,6 +71,7 @@ def test_train_on_given_split_then_recommend_excludes_training_items(tmp_path, s
     assert list(pd.read_csv(__import__("io").StringIO(out.stdout)).columns) == ["user_id", "rank", "item_id", "score"]
 
 
+@pytest.mark.slow
 def test_help_explains_every_option():
     for args in (["--help"], ["train", "--help"], ["recommend", "--help"], ["status", "--help"]):
         out = _recsys(*args, env=dict(os.environ))
@@ -72,8 +79,91 @@ def test_help_explains_every_option():
         assert "usage: recsys" in out.stdout
 
 
+@pytest.mark.slow
 def test_bad_parameter_is_refused_before_work(tmp_path):
     out = _recsys("train", "--factors", "-4", "--no-track", env={**os.environ, "RECSYS_HOME": str(tmp_path)})
     assert out.returncode == 2
-    assert "factors" in out.stderr and "greater than or equal to 1" in out.stderr
+    assert "model_params.als.factors" in out.stderr and "greater than or equal to 1" in out.stderr
     assert not (tmp_path / "lake").exists()
+
+
+# -- options and the configs they build (in process, nothing trains) ------------------------
+
+
+def _config(*argv: str):
+    return pipeline_config(build_parser().parse_args(["train", *argv]))
+
+
+def _candidate(config, family: str):
+    return next(c for c in config.candidates if c.model == family)
+
+
+@pytest.mark.parametrize("family", model_names())
+def test_every_family_from_the_cli_gets_exactly_its_own_default_config(family):
+    config = _config("--model", family)
+    candidate = _candidate(config, family)
+    assert candidate.params == {} and candidate.weighting is None
+    assert create_model(family, candidate.model_params()).config == model_class(family).config_class()
+    assert config == from_params({"models": [family]})  # the CLI and the form build the same run
+
+
+def test_every_form_parameter_has_a_cli_option():
+    options = vars(build_parser().parse_args(["train"]))
+    assert set(param_specs()) <= set(options)
+    assert {options[name] for name in param_specs()} == {None}  # unset: the form's default applies
+
+
+def test_family_qualified_param_reaches_only_that_family():
+    config = _config("--model", "ease", "--model", "als", "--param", "ease.regularization=300")
+    assert _candidate(config, "ease").params == {"regularization": 300}
+    assert _candidate(config, "als").params == {}
+    assert create_model("als", _candidate(config, "als").model_params()).config == model_class("als").config_class()
+
+
+def test_nested_param_sets_a_family_weighting():
+    config = _config("--model", "als", "--param", "als.weighting.scheme=bm25", "--param", "als.weighting.k1=50")
+    weighting = _candidate(config, "als").weighting
+    assert (weighting.scheme, weighting.k1) == ("bm25", 50)
+
+
+def test_unqualified_param_is_refused_naming_the_families_that_have_it():
+    refusal = r"must name the family.*ease\.regularization.*field 'regularization': als, bpr, ease"
+    with pytest.raises(SystemExit, match=refusal):
+        _config("--model", "ease", "--param", "regularization=300")
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--model", "ease", "--param", "ease.regularization=-1"], r"model_params\.ease\.regularization"),
+        (["--model", "ease", "--param", "ease.factors=8"], r"model_params\.ease\.factors: no such field"),
+        (["--model", "als", "--param", "bpr.factors=8"], r"model_params\.bpr: bpr is not trained"),
+        (["--model", "als", "--factors", "0"], r"model_params\.als\.factors"),
+        (["--kcore", "-1"], "kcore"),
+    ],
+)
+def test_bad_values_are_refused_naming_family_and_field(argv, named, capsys):
+    with pytest.raises(ConfigError, match=named):
+        _config(*argv)
+    assert main(["train", "--no-track", *argv]) == 2  # the command itself: exit 2, message on stderr
+    assert "recsys train: invalid" in capsys.readouterr().err
+
+
+def test_shorthands_need_one_model():
+    assert _candidate(_config("--model", "als", "--factors", "8", "--iterations", "5"), "als").params == {
+        "factors": 8, "iterations": 5}
+    with pytest.raises(SystemExit, match="only apply with one --model"):
+        _config("--model", "als", "--model", "bpr", "--factors", "8")
+    weighting = _candidate(_config("--model", "itemknn", "--alpha", "2"), "itemknn").weighting
+    assert (weighting.scheme, weighting.alpha) == ("bm25", 2.0)  # --alpha alone keeps the family's scheme
+
+
+def test_generated_options_reach_their_steps():
+    config = _config("--source", "sql", "--sql-url", "postgresql://db/x", "--sql-table", "ratings", "--kcore", "5",
+                     "--tune", "--n-trials", "3", "--seed", "7", "--no-gpu", "-k", "20", "--margin", "0.01",
+                     "--registered-model", "other")
+    assert (config.ingest.url, config.ingest.table, config.cleaning.kcore) == ("postgresql://db/x", "ratings", 5)
+    assert (config.tuning.n_trials, config.tuning.seed, config.features.seed) == (3, 7, 7)
+    assert _candidate(config, "als").model_params() == {"seed": 7, "device": "cpu"}
+    promotion = config.promotion
+    assert (promotion.metric, promotion.margin, promotion.registered_model) == ("ndcg@20", 0.01, "other")

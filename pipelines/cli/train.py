@@ -1,4 +1,12 @@
-"""``recsys train``: ingest, clean, build features, train and evaluate in this process; print metrics as JSON."""
+"""``recsys train``: ingest, clean, build features, train and evaluate in this process; print metrics as JSON.
+
+The run options are generated from the trigger form's specs (:func:`pipelines.params.param_specs`),
+so the command line takes the same parameters as the form, with the same defaults and bounds, and
+the two cannot drift: ``--source sql --sql-url ... --sql-table ...``, ``--kcore 5``,
+``--tune --n-trials 30``, ``--seed 7``, ``--gpu``. A family's settings are
+``--param FAMILY.FIELD=VALUE`` (``--param ease.regularization=300``); every field left out keeps
+the family's own default.
+"""
 
 from __future__ import annotations
 
@@ -10,77 +18,178 @@ from typing import Any
 
 from pipelines.cli._common import key_values, tracking_uri_option
 
+#: Form parameter -> its flags, where they are not ``--name-with-dashes`` (the names this command
+#: had before its options were generated; kept so scripts and the README keep working).
+FLAGS: dict[str, tuple[str, ...]] = {
+    "models": ("--model",),
+    "promotion_margin": ("--promotion-margin", "--margin"),
+    "use_gpu": ("--gpu",),
+    "k": ("-k", "--k"),
+}
+#: Form section -> argument group of ``recsys train --help``.
+GROUPS = {None: "run", "Model": "model", "Tuning": "tuning", "Data": "data"}
+#: Shorthands for ``--param MODEL.FIELD=VALUE`` when one model is selected (older option names).
+SHORTHANDS: dict[str, type] = {"factors": int, "iterations": int, "regularization": float}
+_JSON_TYPES: dict[str, type] = {"integer": int, "number": float, "string": str}
+
 
 def add_parser(sub) -> None:
-    from pipelines.models import model_names
-    from pipelines.params import METRICS, SOURCES, SPLITS, WEIGHTINGS
+    from pipelines.params import WEIGHTINGS, param_specs
 
     train = sub.add_parser("train", help="ingest, clean, build features, train and evaluate; print metrics as JSON",
-                           description="Run the training pipeline's steps in this process and print the metrics as JSON.")
-    data = train.add_argument_group("data")
-    data.add_argument("--source", choices=SOURCES, default="synthetic", help="data source (default: synthetic)")
-    data.add_argument("--path", help="file or folder of a csv, parquet or movielens source")
-    data.add_argument("--train", type=Path, metavar="FILE", help="training interactions (CSV or Parquet) of a split made elsewhere")
-    data.add_argument("--test", type=Path, metavar="FILE", help="held-out interactions matching --train; without it the split below is used")
+                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    groups = {section: train.add_argument_group(title) for section, title in GROUPS.items()}
+    for name, spec in param_specs().items():
+        section = spec.get("section")
+        if section not in groups:  # a section added to the form later gets its own group
+            groups[section] = train.add_argument_group(section)
+        add_spec_option(groups[section], name, spec)
+
+    model = groups["Model"]
+    model.add_argument("--param", action="append", default=[], metavar="FAMILY.FIELD=VALUE",
+                       help="one setting of one family, value parsed as JSON when possible (repeatable), e.g. "
+                            "ease.regularization=300 or als.weighting.scheme=bm25; see the model_params section "
+                            "of the trigger form for each family's fields and defaults")
+    for field, kind in SHORTHANDS.items():
+        model.add_argument(f"--{field}", type=kind, help=f"with one --model: shorthand for --param MODEL.{field}=VALUE")
+    model.add_argument("--weighting", choices=WEIGHTINGS,
+                       help="with one --model: its confidence weighting scheme (default: the family's preferred one)")
+    model.add_argument("--alpha", type=float, help="with one --model: the weighting's alpha")
+
+    data = groups["Data"]
+    data.add_argument("--train", type=Path, metavar="FILE",
+                      help="training interactions (CSV or Parquet) of a split made elsewhere")
+    data.add_argument("--test", type=Path, metavar="FILE",
+                      help="held-out interactions matching --train; without it the split is made from --train")
     data.add_argument("--column", action="append", default=[], metavar="SRC=DEST",
-                      help="map a source column to user_id, item_id, rating or timestamp (repeatable), e.g. userId=user_id")
-    data.add_argument("--synthetic-users", type=int, default=1000, help="users of the synthetic source (default 1000)")
-    data.add_argument("--synthetic-items", type=int, default=500, help="items of the synthetic source (default 500)")
-    data.add_argument("--split", choices=SPLITS, default="stratified", help="how the held-out split is made (default stratified)")
-    data.add_argument("--test-fraction", type=float, default=0.25, help="held-out fraction per user (default 0.25)")
-    data.add_argument("--max-rejected-fraction", type=float, default=0.05, help="fail when more rows than this are quarantined (default 0.05)")
+                      help="map a source column to user_id, item_id, rating or timestamp (repeatable), "
+                           "e.g. userId=user_id")
 
-    model = train.add_argument_group("model")
-    model.add_argument("--model", action="append", choices=model_names(), metavar="NAME",
-                       help=f"model to train, repeatable (default als); one of: {', '.join(model_names())}")
-    model.add_argument("--factors", type=int, help="latent factors (factorization models)")
-    model.add_argument("--iterations", type=int, help="training iterations")
-    model.add_argument("--regularization", type=float, help="L2 regularization")
-    model.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                       help="any other hyperparameter of the model(s), value parsed as JSON when possible")
-    model.add_argument("--weighting", choices=WEIGHTINGS, help="confidence weighting of the training matrix")
-    model.add_argument("--alpha", type=float, help="weighting strength alpha")
-    model.add_argument("--gpu", action="store_true", help="use the GPU when present (falls back to CPU with a warning)")
-    model.add_argument("--seed", type=int, default=42, help="seed of every stochastic step (default 42)")
+    tracking = train.add_argument_group("tracking")
+    tracking.add_argument("--register", action="store_true",
+                          help="register the best model and promote it like the DAG does")
+    tracking.add_argument("--registered-model", default=None, help="registered model name (default recsys)")
+    tracking_uri_option(tracking)
+    tracking.add_argument("--no-track", action="store_true", help="do not log to MLflow (metrics are still printed)")
+    tracking.add_argument("--run-name", help="run key of the data partitions (default: cli-<timestamp>)")
 
-    evaluation = train.add_argument_group("evaluation and tracking")
-    evaluation.add_argument("-k", type=int, default=10, help="cut-off K of the metrics (default 10)")
-    evaluation.add_argument("--metric", choices=METRICS, default="ndcg", help="metric compared for promotion (default ndcg)")
-    evaluation.add_argument("--margin", type=float, default=0.0, help="improvement needed to take the champion alias (default 0)")
-    evaluation.add_argument("--register", action="store_true", help="register the best model and promote it like the DAG does")
-    evaluation.add_argument("--registered-model", default=None, help="registered model name (default recsys)")
-    tracking_uri_option(evaluation)
-    evaluation.add_argument("--no-track", action="store_true", help="do not log to MLflow (metrics are still printed)")
-    evaluation.add_argument("--run-name", help="run key of the data partitions (default: cli-<timestamp>)")
+
+def add_spec_option(group, name: str, spec: dict[str, Any]) -> None:
+    """One option for one form parameter: its type, choices and help come from the spec.
+
+    Every option defaults to None, meaning "the form's default", so :func:`from_params` sees
+    only what was given on the command line.
+    """
+    kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    kind = next(k for k in kinds if k != "null")
+    flags = FLAGS.get(name, (f"--{name.replace('_', '-')}",))
+    text = spec.get("title", name)
+    if spec.get("description"):
+        text += f": {spec['description']}"
+    if name == "model_params":
+        text = "every family's settings as one JSON object, e.g. '{\"ease\": {\"regularization\": 300}}' (see --param)"
+    help_text = f"{text} (default: {json.dumps(spec['default'])})".replace("%", "%%")
+    options: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
+    if kind == "boolean":
+        group.add_argument(*flags, action=argparse.BooleanOptionalAction, **options)
+    elif kind == "array":
+        items = spec["items"]
+        group.add_argument(*flags, action="append", type=_JSON_TYPES[items["type"]], choices=items.get("enum"),
+                           metavar="NAME" if items.get("enum") else None, **options)
+    elif kind == "object":
+        group.add_argument(*flags, type=_json_object, metavar="JSON", **options)
+    else:
+        group.add_argument(*flags, type=_JSON_TYPES[kind], choices=spec.get("enum"), **options)
+
+
+def _json_object(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {raw!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> None:
     print(json.dumps(train_summary(args), indent=2, default=str))
 
 
-def _train_params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "source": args.source, "path": args.path or "", "models": args.model or ["als"], "k": args.k,
-        "metric": args.metric, "promotion_margin": args.margin, "use_gpu": args.gpu, "seed": args.seed,
-        "split": args.split, "test_fraction": args.test_fraction, "max_rejected_fraction": args.max_rejected_fraction,
-        "synthetic_users": args.synthetic_users, "synthetic_items": args.synthetic_items,
-    }
-    for name in ("factors", "iterations", "regularization", "weighting", "alpha"):
-        if getattr(args, name) is not None:
-            params[name] = getattr(args, name)
+def form_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The form parameters the options set (only those given), with ``--param`` and the shorthands
+    folded into ``model_params``. Raises SystemExit for a ``--param`` that names no family."""
+    from pipelines.params import defaults, param_specs
+
+    params = {name: getattr(args, name) for name in param_specs() if getattr(args, name, None) is not None}
+    models = params.get("models") or defaults()["models"]
+    model_params: dict[str, Any] = json.loads(json.dumps(params.get("model_params") or {}))  # a deep copy
+    for key, value in key_values(args.param, "--param").items():
+        family, _, field = key.partition(".")
+        _check_qualified(key, family, field, models)
+        _set_nested(model_params.setdefault(family, {}), field.split("."), value)
+    shorthands = {field: getattr(args, field) for field in SHORTHANDS if getattr(args, field) is not None}
+    weighting = _weighting_shorthand(args)
+    if weighting:
+        shorthands["weighting"] = weighting
+    if shorthands:
+        flags = ", ".join(f"--{field}" for field in shorthands)
+        if len(models) != 1:
+            raise SystemExit(f"recsys train: {flags} only apply with one --model; with {', '.join(models)} "
+                             f"use --param FAMILY.FIELD=VALUE, e.g. --param {models[0]}.{next(iter(shorthands))}=...")
+        for field, value in shorthands.items():
+            model_params.setdefault(models[0], {}).setdefault(field, value)  # an explicit --param wins
+    if model_params:
+        params["model_params"] = model_params
     return params
+
+
+def _check_qualified(key: str, family: str, field: str, models: list[str]) -> None:
+    from pipelines.params import families_with_field, family_catalog
+
+    if family in family_catalog() and field:
+        return
+    wanted = field if family in family_catalog() else key
+    having = families_with_field(wanted.split(".")[0])
+    where = (f"families with a field {wanted.split('.')[0]!r}: {', '.join(having)}" if having
+             else f"no family has a field {wanted.split('.')[0]!r}")
+    example = ([m for m in models if m in having] or having or models)[0]
+    raise SystemExit(f"recsys train: --param {key}=... must name the family, as FAMILY.FIELD=VALUE "
+                     f"(e.g. --param {example}.{wanted}=...); {where}")
+
+
+def _set_nested(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise SystemExit(f"recsys train: --param sets {'.'.join(path)} under a value that is not an object")
+    target[path[-1]] = value
+
+
+def _weighting_shorthand(args: argparse.Namespace) -> dict[str, Any]:
+    """``--weighting``/``--alpha`` as a weighting entry (fields left out keep the family's preferred ones)."""
+    given = {"scheme": args.weighting, "alpha": args.alpha}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def pipeline_config(args: argparse.Namespace):
+    """The :class:`~pipelines.pipeline.PipelineConfig` the options describe (nothing runs)."""
+    from pipelines.pipeline import from_params
+
+    config = from_params(form_params(args))
+    if args.registered_model:
+        promotion = config.promotion.model_copy(update={"registered_model": args.registered_model})
+        config = config.model_copy(update={"promotion": promotion})
+    return config
 
 
 def train_summary(args: argparse.Namespace) -> dict[str, Any]:
     """Run the pipeline as the options say; the JSON summary printed by ``recsys train``."""
-    from pipelines.pipeline import from_params, run_pipeline, run_pipeline_on_split
+    from pipelines.pipeline import run_pipeline, run_pipeline_on_split
 
     if args.test and not args.train:
         raise SystemExit("recsys train: --test needs --train")
-    config = from_params(_train_params(args))
-    extra = key_values(args.param, "--param")
-    if extra or args.registered_model:
-        config = _with_overrides(config, extra, args.registered_model)
+    config = pipeline_config(args)
     run_key = args.run_name or time.strftime("cli-%Y%m%dT%H%M%S")
     track = not args.no_track
     if args.register and not track:
@@ -100,20 +209,3 @@ def train_summary(args: argparse.Namespace) -> dict[str, Any]:
     if "promotion" in result:
         summary["promotion"] = {k: result["promotion"][k] for k in ("registered_model", "version", "status", "reason")}
     return summary
-
-
-def _with_overrides(config, extra: dict[str, Any], registered_model: str | None):
-    from pipelines.pipeline import model_params_for
-    from pipelines.training.config import TrainConfig
-
-    candidates = tuple(
-        TrainConfig(**{**c.model_dump(), "params": {**c.params, **model_params_for(c.model, extra)}})
-        for c in config.candidates
-    )
-    unknown = set(extra) - {key for c in config.candidates for key in model_params_for(c.model, extra)}
-    if unknown:
-        raise SystemExit(f"recsys train: --param {', '.join(sorted(unknown))} is not a parameter of any selected model")
-    update: dict[str, Any] = {"candidates": candidates}
-    if registered_model:
-        update["promotion"] = config.promotion.model_copy(update={"registered_model": registered_model})
-    return config.model_copy(update=update)

@@ -1,4 +1,4 @@
-"""Configuration of the train step: which model, its hyperparameters, weighting, K."""
+"""Configuration of the train step: which model, the overrides of its defaults, weighting, K."""
 
 from __future__ import annotations
 
@@ -15,13 +15,20 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field("als", description="model family name (see pipelines.models.model_names())")
-    params: dict[str, Any] = Field(default_factory=dict, description="the family's hyperparameters")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="overrides of the family's hyperparameters; every other field keeps its config class's default",
+    )
     weighting: WeightingConfig | None = Field(
         None, description="confidence weighting of the training matrix; None: the model family's preferred one"
     )
     k: int = Field(10, ge=1, le=1000, description="cut-off K of the headline metrics")
     plot_ks: tuple[int, ...] = Field((1, 5, 10, 20, 50), description="K values of the metric-at-K plot")
-    device: str = Field("cpu", description="cpu, gpu or auto; a GPU request without a GPU falls back to CPU")
+    device: str | None = Field(
+        None,
+        description="cpu, gpu or auto for every family that has a device; a GPU request without a GPU falls back "
+        "to CPU; None: each family's own default (a device in params wins either way)",
+    )
 
     @field_validator("model")
     @classmethod
@@ -34,8 +41,8 @@ class TrainConfig(BaseModel):
 
     @field_validator("device")
     @classmethod
-    def _device_known(cls, value: str) -> str:
-        if value not in ("cpu", "gpu", "auto"):
+    def _device_known(cls, value: str | None) -> str | None:
+        if value not in (None, "cpu", "gpu", "auto"):
             raise ValueError(f"device must be cpu, gpu or auto; got {value!r}")
         return value
 
@@ -55,10 +62,10 @@ class TrainConfig(BaseModel):
         return WeightingConfig(**model_class(self.model).preferred_weighting)
 
     def model_params(self) -> dict[str, Any]:
-        """Hyperparameters passed to the model, with the device where the family has one."""
+        """The overrides passed to the model: ``params``, plus ``device`` when set and the family has one."""
         from pipelines.models import model_class
 
         params = dict(self.params)
-        if "device" in model_class(self.model).config_class.model_fields:
+        if self.device is not None and "device" in model_class(self.model).config_class.model_fields:
             params.setdefault("device", self.device)
         return params

@@ -14,9 +14,10 @@ weighting of the training matrix (:class:`pipelines.features.weighting.Weighting
 A trial samples a space with Optuna's define-by-run ``suggest_*`` (:func:`suggest_params`);
 :func:`apply_params` turns a sample into a :class:`~pipelines.training.config.TrainConfig`.
 
-Ranges are centred on each family's tuned default so the default itself is a point of the
-space (the study evaluates it first, see ``TuningConfig.enqueue_defaults``). Families with
-nothing worth tuning (popularity) have no space and are refused.
+Each range contains its family's default (read from the family's config, never quoted here), so
+the default itself is a point of the space: the study evaluates it first (see
+``TuningConfig.enqueue_defaults``). Families with nothing worth tuning (popularity) have no space
+and are refused.
 """
 
 from __future__ import annotations
@@ -37,62 +38,63 @@ WEIGHTING_PREFIX = "weighting."
 
 # family -> {param: spec}. Only families whose config defines these fields belong here: the test
 # suite samples every space of a registered family and validates it against the config class.
+# Defaults are stated once, in each family's config; the comments say why a range is shaped so.
 SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
-    "als": {  # defaults: 64 factors, 15 sweeps, regularization 10
+    "als": {
         "factors": {"type": "int", "low": 16, "high": 256, "log": True},
         "regularization": {"type": "float", "low": 0.3, "high": 100.0, "log": True},
         "iterations": {"type": "int", "low": 5, "high": 30},
     },
-    "bpr": {  # defaults: 64 factors, learning rate 0.05, regularization 0.01 (epochs: early stopping)
+    "bpr": {  # epochs are not tuned: early stopping on validation nDCG picks them
         "factors": {"type": "int", "low": 16, "high": 256, "log": True},
         "learning_rate": {"type": "float", "low": 0.005, "high": 0.5, "log": True},
         "regularization": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
     },
-    "content": {  # defaults: exponent 1.0, binary profiles
+    "content": {
         "popularity_exponent": {"type": "float", "low": 0.0, "high": 3.0},
         "profile_weighting": {"type": "categorical", "choices": ["binary", "values"]},
     },
-    "ease": {  # default 300; the best value grows with the data (users per item)
+    "ease": {  # wide: the best value grows with the data (users per item)
         "regularization": {"type": "float", "low": 10.0, "high": 10_000.0, "log": True},
     },
-    "itemknn": {  # defaults: 400 neighbours, shrinkage 1000 (in units of the BM25 input it prefers)
+    "itemknn": {  # shrinkage is in units of the weighted input (the family prefers BM25)
         "neighbours": {"type": "int", "low": 20, "high": 2000, "log": True},
         "shrinkage": {"type": "float", "low": 1.0, "high": 10_000.0, "log": True},
     },
-    "hybrid": {  # default 0.8; base and its parameters are tuned as that family (nested dicts stay fixed)
+    "hybrid": {  # base and its parameters are tuned as that family (nested dicts stay fixed)
         "collab_weight": {"type": "float", "low": 0.4, "high": 1.0},
     },
-    "item2vec": {  # defaults: 64 dims, window 5, 5 negatives, ns_exponent 0, 10 epochs
+    "item2vec": {
         "vector_size": {"type": "int", "low": 16, "high": 256, "log": True},
         "window": {"type": "int", "low": 2, "high": 50, "log": True},
         "negative": {"type": "int", "low": 2, "high": 20, "log": True},
         "ns_exponent": {"type": "float", "low": -1.0, "high": 1.0},
         "epochs": {"type": "int", "low": 5, "high": 40},
     },
-    "multvae": {  # defaults: latent 200, dropout 0.5, beta cap 0.2, lr 1e-3 (epochs: early stopping)
+    "multvae": {  # epochs are not tuned: early stopping picks them
         "latent_dim": {"type": "int", "low": 50, "high": 400, "log": True},
         "dropout": {"type": "float", "low": 0.2, "high": 0.7},
         "beta_cap": {"type": "float", "low": 0.05, "high": 1.0, "log": True},
         "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
     },
-    "ncf": {  # defaults: 64 dims, lr 5e-3, l2 0.05, no dropout (loss and its negatives stay as configured)
+    "ncf": {  # the loss and its negatives stay as configured
         "embedding_dim": {"type": "int", "low": 16, "high": 256, "log": True},
         "learning_rate": {"type": "float", "low": 5e-4, "high": 5e-2, "log": True},
         "l2_regularization": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
         "dropout": {"type": "float", "low": 0.0, "high": 0.5},
     },
-    "nmf": {  # defaults: 32 factors, no regularization
+    "nmf": {
         "factors": {"type": "int", "low": 8, "high": 128, "log": True, "below_matrix_rank": True},
         "alpha_W": {"type": "float", "low": 0.0, "high": 0.1},
         "l1_ratio": {"type": "float", "low": 0.0, "high": 1.0},
     },
-    "sequence": {  # defaults: 64-dim embeddings, 128 hidden, dropout 0.1, lr 1e-3 (epochs: early stopping)
+    "sequence": {  # epochs are not tuned: early stopping picks them
         "embedding_dim": {"type": "int", "low": 32, "high": 256, "log": True},
         "hidden_size": {"type": "int", "low": 64, "high": 512, "log": True},
         "dropout": {"type": "float", "low": 0.0, "high": 0.5},
         "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
     },
-    "svd": {  # default 24 factors; must stay below min(n_users, n_items)
+    "svd": {  # a truncated SVD's rank must stay below min(n_users, n_items)
         "factors": {"type": "int", "low": 4, "high": 256, "log": True, "below_matrix_rank": True},
     },
 }

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 CONF = {"source": "synthetic", "synthetic_users": 300, "synthetic_items": 150, "interactions_per_user": 25,
-        "models": ["als"], "factors": 16, "iterations": 5}
+        "models": ["als"], "model_params": {"als": {"factors": 16, "iterations": 5}}}
 
 
 def _free_port() -> int:
@@ -189,7 +189,9 @@ def test_real_airflow_refuses_bad_conf_and_runs_the_dag(airflow_live):
         return requests.post(base + "/api/v2/dags/recsys_training/dagRuns", json={"logical_date": None, "conf": conf},
                              headers=_headers(base), timeout=30)
 
-    for bad in ({**CONF, "factors": -5}, {**CONF, "models": ["no_such_model"]}, {**CONF, "split": "sideways"}):
+    bad_confs = ({**CONF, "model_params": {"als": {"factors": -5}}}, {**CONF, "model_params": {"als": {"nope": 1}}},
+                 {**CONF, "models": ["no_such_model"]}, {**CONF, "split": "sideways"})
+    for bad in bad_confs:
         refused = trigger(bad)
         assert refused.status_code == 400, (bad, refused.status_code, refused.text[:500])
 

@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"source": "synthetic", "synthetic_users": 400, "synthetic_items": 200, "interactions_per_user": 30,
-         "models": ["als"], "factors": 16, "iterations": 8}
+         "models": ["als"], "model_params": {"als": {"factors": 16, "iterations": 8}}}
 
 
 def _run_dag(conf: dict, when: datetime):
@@ -42,7 +42,7 @@ def test_dag_trains_registers_promotes_and_keeps_champion_on_a_worse_run(airflow
 
     artifacts = {a.path for a in client.list_artifacts(champion.run_id, "plots")}
     assert {"plots/loss_curve.png", "plots/metrics_at_k.png"} <= artifacts
-    assert len(client.get_metric_history(champion.run_id, "training_loss")) == SMALL["iterations"]
+    assert len(client.get_metric_history(champion.run_id, "training_loss")) == SMALL["model_params"]["als"]["iterations"]
     assert {a.path for a in client.list_artifacts(parent_id, "leaderboard")} >= {"leaderboard/leaderboard.csv", "leaderboard/leaderboard.png"}
     assert run.data.params["model.factors"] == "16"
 
@@ -52,7 +52,7 @@ def test_dag_trains_registers_promotes_and_keeps_champion_on_a_worse_run(airflow
     assert len(recs) == 10 and list(recs.columns) == ["user_id", "rank", "item_id", "score"]
 
     # A worse configuration registers a version but leaves the champion where it was.
-    worse = {**SMALL, "factors": 1, "iterations": 1, "regularization": 500.0}
+    worse = {**SMALL, "model_params": {"als": {"factors": 1, "iterations": 1, "regularization": 500.0}}}
     second = _run_dag(worse, datetime(2026, 3, 2, tzinfo=timezone.utc))
     assert second.state == "success"
     assert client.get_model_version_by_alias("recsys", "champion").version == champion.version
