@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, get_current_context, task
 
 from pipelines.params import param_specs
+from pipelines.task_failures import fail_fast_on_bad_input
 
 
 def _schedule() -> str | None:
@@ -61,6 +62,7 @@ def _params() -> dict[str, Param]:
 )
 def recsys_training():
     @task
+    @fail_fast_on_bad_input
     def plan() -> dict:
         from pipelines import steps
 
@@ -68,42 +70,49 @@ def recsys_training():
         return steps.plan(context["params"], context["run_id"])
 
     @task
+    @fail_fast_on_bad_input
     def open_tracking_run(plan: dict) -> dict:
         from pipelines import steps
 
         return steps.open_run(plan)
 
     @task
+    @fail_fast_on_bad_input
     def ingest(plan: dict) -> dict:
         from pipelines import steps
 
         return steps.ingest(plan)
 
     @task
+    @fail_fast_on_bad_input
     def clean(plan: dict, ingested: dict) -> dict:
         from pipelines import steps
 
         return steps.clean(plan, ingested)
 
     @task
+    @fail_fast_on_bad_input
     def build_features(plan: dict, ingested: dict, cleaned: dict) -> dict:
         from pipelines import steps
 
         return steps.build_features(plan, ingested, cleaned)
 
     @task
+    @fail_fast_on_bad_input
     def list_candidates(plan: dict) -> list:
         from pipelines import steps
 
         return steps.candidates(plan)
 
     @task
-    def lineage(ingested: dict, cleaned: dict) -> dict:
+    @fail_fast_on_bad_input
+    def lineage(ingested: dict, cleaned: dict, features: dict, tracking: dict) -> dict:
         from pipelines import steps
 
-        return steps.lineage(ingested, cleaned)
+        return steps.lineage(ingested, cleaned, features, tracking)
 
     @task(map_index_template="{{ candidate_model }}")
+    @fail_fast_on_bad_input
     def train(plan: dict, candidate: dict, features: dict, tracking: dict, lineage: dict) -> dict:
         from pipelines import steps
 
@@ -112,6 +121,7 @@ def recsys_training():
         return steps.train(plan, candidate, features, tracking, lineage)
 
     @task
+    @fail_fast_on_bad_input
     def register_and_promote(plan: dict, results: list, features: dict, tracking: dict, lineage: dict) -> dict:
         from pipelines import steps
 
@@ -122,7 +132,7 @@ def recsys_training():
     ingested = ingest(the_plan)
     cleaned = clean(the_plan, ingested)
     features = build_features(the_plan, ingested, cleaned)
-    data_lineage = lineage(ingested, cleaned)
+    data_lineage = lineage(ingested, cleaned, features, tracking)
     results = train.partial(plan=the_plan, features=features, tracking=tracking, lineage=data_lineage).expand(
         candidate=list_candidates(the_plan)
     )

@@ -29,3 +29,11 @@ class UnknownModelError(ConfigError):
 
 class PromotionError(RecsysError, RuntimeError):
     """Registering or promoting a model failed; the serving alias was left untouched."""
+
+
+class PartitionBusyError(RecsysError, RuntimeError):
+    """Another live process is writing the same lake partition (the same run key)."""
+
+
+class ColdTestRowsError(DataError):
+    """Too many held-out rows belong to users or items absent from training to evaluate on."""

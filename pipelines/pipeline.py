@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipelines.accounting import ROW_FATES, row_accounting  # noqa: F401  (re-exported)
 from pipelines.cleaning.config import CleaningConfig
 from pipelines.compute.dask_cluster import DaskConfig
 from pipelines.constants import DEFAULT_EXPERIMENT
@@ -234,13 +235,22 @@ def run_pipeline(
     from pipelines.data.ingest import run_ingest
     from pipelines.features.run import run_features
     from pipelines.paths import lake
+    from pipelines.progress import step_bar
 
     root = str(out_root or lake())
-    with dask_client(config.dask):
-        ingested = run_ingest(config.ingest, root, run_key)
-        cleaned = run_cleaning(config.cleaning, ingested["snapshot_uri"], root, run_key)
-        features = run_features(config.features, cleaned["clean_uri"], ingested["items_uri"], root, run_key)
-    return _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri)
+    with step_bar(3 + len(config.candidates), "recsys train") as bar:
+        with dask_client(config.dask):
+            bar.set_postfix_str("ingest")
+            ingested = run_ingest(config.ingest, root, run_key)
+            bar.update()
+            bar.set_postfix_str("clean")
+            cleaned = run_cleaning(config.cleaning, ingested["snapshot_uri"], root, run_key)
+            bar.update()
+            bar.set_postfix_str("features")
+            features = run_features(config.features, cleaned["clean_uri"], ingested["items_uri"], root, run_key)
+            bar.update()
+        return _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri,
+                                 bar)
 
 
 def run_pipeline_on_split(
@@ -265,6 +275,7 @@ def run_pipeline_on_split(
     from pipelines.data.ingest import run_ingest
     from pipelines.features.run import run_features, run_features_from_split
     from pipelines.paths import lake
+    from pipelines.progress import step_bar
 
     root = str(out_root or lake())
 
@@ -285,19 +296,28 @@ def run_pipeline_on_split(
                 config.features, cleaned["clean_uri"], test_clean["clean_uri"], None, root, run_key
             )
     config = config.model_copy(update={"ingest": file_config(train_file)})
-    return _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri)
+    both = [cleaned] if test_file is None else [cleaned, test_clean]
+    with step_bar(len(config.candidates), "recsys train") as bar:
+        return _train_candidates(config, run_key, root, ingested, both, features, track, register, tracking_uri, bar)
 
 
-def _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri) -> dict[str, Any]:
+def _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri,
+                      bar=None) -> dict[str, Any]:
     from pipelines.training.promote import run_register_and_promote
 
     tracking = open_tracking(config, run_key, tracking_uri) if (track or register) else None
-    lineage = lineage_of(ingested, cleaned)
-    results = [
-        train_candidate(config, cand, features["features_uri"], root, run_key, tracking, lineage)
-        for cand in config.candidates
-    ]
-    out: dict[str, Any] = {"ingest": ingested, "clean": cleaned, "features": features, "candidates": results}
+    lineage = lineage_of(ingested, cleaned, features)
+    if tracking:
+        log_row_accounting(tracking, lineage)
+    results = []
+    for cand in config.candidates:
+        if bar is not None:
+            bar.set_postfix_str(f"train {cand.model}")
+        results.append(train_candidate(config, cand, features["features_uri"], root, run_key, tracking, lineage))
+        if bar is not None:
+            bar.update()
+    out: dict[str, Any] = {"ingest": ingested, "clean": cleaned if isinstance(cleaned, Mapping) else cleaned[0],
+                           "features": features, "candidates": results, "rows": row_accounting(cleaned, features)}
     if register:
         out["promotion"] = run_register_and_promote(
             results, config.promotion, features["features_uri"], run_key, tracking, lineage
@@ -344,13 +364,26 @@ def open_tracking(config: PipelineConfig, run_key: str, tracking_uri: str | None
     return {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
 
 
-def lineage_of(ingested: Mapping[str, Any], cleaned: Mapping[str, Any]) -> dict[str, Any]:
-    """The data lineage recorded on every run: snapshot hash, row and quarantine counts."""
+def log_row_accounting(tracking: Mapping[str, str], lineage: Mapping[str, Any]) -> None:
+    """Log the row counts of ``lineage`` as metrics (``data.<count>``) of the run's parent run."""
+    import time
+
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    stamp = int(time.time() * 1000)
+    metrics = [Metric(f"data.{key}", float(value), stamp, 0) for key, value in lineage.items()
+               if key.startswith(("rows_", "duplicates_", "kcore_", "below_", "cold_"))]
+    MlflowClient(tracking["tracking_uri"]).log_batch(tracking["parent_run_id"], metrics=metrics)
+
+
+def lineage_of(ingested: Mapping[str, Any], cleaned: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+               features: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The data lineage recorded on every run (and read by the model card): snapshot hash and
+    where every row went (:func:`row_accounting`; the cold test rows once ``features`` is given)."""
     return {
         "snapshot_uri": ingested["snapshot_uri"],
         "snapshot_sha256": ingested["sha256"],
         "rows_ingested": ingested["rows"],
-        "rows_clean": cleaned["rows_clean"],
-        "rows_quarantined": cleaned["rows_quarantined"],
-        "duplicates_dropped": cleaned["duplicates_dropped"],
+        **row_accounting(cleaned, features),
     }

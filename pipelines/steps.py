@@ -67,11 +67,19 @@ def candidates(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(c) for c in plan["config"]["candidates"]]
 
 
-def lineage(ingested: Mapping[str, Any], cleaned: Mapping[str, Any]) -> dict[str, Any]:
-    """Snapshot hash and row counts recorded on every run."""
-    from pipelines.pipeline import lineage_of
+def lineage(
+    ingested: Mapping[str, Any],
+    cleaned: Mapping[str, Any],
+    features: Mapping[str, Any] | None = None,
+    tracking: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Snapshot hash and where every row went, recorded on every run (metrics of the parent run)."""
+    from pipelines.pipeline import lineage_of, log_row_accounting
 
-    return lineage_of(ingested, cleaned)
+    out = lineage_of(ingested, cleaned, features)
+    if tracking:
+        log_row_accounting(tracking, out)
+    return out
 
 
 def train(

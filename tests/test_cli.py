@@ -68,7 +68,7 @@ def test_train_on_given_split_then_recommend_excludes_training_items(tmp_path, s
 
     out = _recsys("recommend", "--model-uri", als["model_uri"], "--users", "u0", "-k", "3", env=env)
     assert out.returncode == 0
-    assert list(pd.read_csv(__import__("io").StringIO(out.stdout)).columns) == ["user_id", "rank", "item_id", "score"]
+    assert list(pd.read_csv(__import__("io").StringIO(out.stdout)).columns) == ["user_id", "rank", "item_id", "score", "source"]
 
 
 @pytest.mark.slow

@@ -4,6 +4,10 @@
 ``clean/<key>/quarantine/*.parquet``    rejected rows: original values as text, source_row, reason
 ``clean/<key>/report.json``             rows_in = rows_clean + rows_quarantined
                                         + duplicates_dropped + kcore_dropped, reasons {reason: n}
+``clean/<key>/manifest.json``           the counts and files, written last (see pipelines.storage)
+
+Lines the ingest could not read (``parse_error``: too many fields, undecodable bytes) are
+quarantined with that reason like any other bad row, so every input row is accounted for.
 
 The data work is one Dask computation. With k-core there is a second: the core is a fixed
 point, found in NumPy on the deduplicated (user, item) pairs that the first computation brings
@@ -24,11 +28,13 @@ from pipelines.cleaning.config import CleaningConfig, load_cleaning_config
 from pipelines.cleaning.dedup import keep_latest_frame
 from pipelines.cleaning.kcore import in_core, kcore_members
 from pipelines.cleaning.rules import annotate_partition, annotated_meta, quarantine_partition, valid_partition
-from pipelines.constants import INTERACTION_COLUMNS, ITEM, REASON, SOURCE_ROW, USER
+from pipelines.constants import INTERACTION_COLUMNS, ITEM, REASON, SOURCE_ROW, TIMESTAMP, USER
 from pipelines.data.scheduling import compute
-from pipelines.data.snapshot import parquet_files, parquet_rows, reset_partition, utc_now, write_json
+from pipelines.data.files import PARSE_ERROR
+from pipelines.data.snapshot import parquet_files, parquet_rows, utc_now, write_json
 from pipelines.errors import DataError, RejectedFractionError
 from pipelines.paths import run_dir
+from pipelines.storage import MANIFEST, require_partition, write_partition
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -47,7 +53,7 @@ def snapshot_files(snapshot_uri: str | Path) -> list[Path]:
     Raises:
         DataError: no Parquet file there (names the URI).
     """
-    root = Path(snapshot_uri)
+    root = require_partition(snapshot_uri, what="snapshot")
     folder = root / "interactions" if (root / "interactions").is_dir() else root
     files = parquet_files(folder) if folder.is_dir() else []
     if not files:
@@ -67,7 +73,21 @@ def read_snapshot(files: list[Path], where: str) -> dd.DataFrame:
     missing = [c for c in (*INTERACTION_COLUMNS, SOURCE_ROW) if c not in raw.columns]
     if missing:
         raise DataError(f"snapshot {where}: missing column(s) {missing}; available columns: {list(raw.columns)}")
-    return raw[[*INTERACTION_COLUMNS, SOURCE_ROW]]
+    extra = [PARSE_ERROR] if PARSE_ERROR in raw.columns else []
+    return raw[[*INTERACTION_COLUMNS, SOURCE_ROW, *extra]]
+
+
+def annotate_read_partition(frame: pd.DataFrame, rating_min: float, rating_max: float, latest_allowed: int) -> pd.DataFrame:
+    """:func:`annotate_partition`, then the ingest's ``parse_error`` (when present) as the reason:
+    a line that could not be read is quarantined for that, whatever its fields look like."""
+    out = annotate_partition(frame.drop(columns=[PARSE_ERROR], errors="ignore"), rating_min, rating_max, latest_allowed)
+    if PARSE_ERROR in frame.columns:
+        errors = frame[PARSE_ERROR]
+        unreadable = (errors.notna() & (errors != "")).to_numpy()
+        if unreadable.any():
+            out[REASON] = out[REASON].where(~unreadable, errors)
+            out[TIMESTAMP] = out[TIMESTAMP].where(~unreadable, 0)
+    return out
 
 
 def _write(frame: dd.DataFrame, folder: Path) -> Any:
@@ -136,18 +156,41 @@ def run_cleaning(
     files = snapshot_files(snapshot_uri)
     where = repr(str(snapshot_uri))
     raw = read_snapshot(files, where)
-    root = reset_partition(run_dir(STAGE, run_key, out_root))
-    clean_dir, quarantine_dir, staged_dir = root / "interactions", root / "quarantine", root / _STAGING
+    target = run_dir(STAGE, run_key, out_root)
     reference_time = cfg.reference_time if cfg.reference_time is not None else int(time.time())
+    with write_partition(target) as root:
+        report = _clean_into(cfg, raw, files, root, reference_time, client)
+        report["snapshot_uri"] = str(snapshot_uri)
+        write_json(root / "report.json", report)
+        write_json(root / MANIFEST, {
+            **{key: report[key] for key in (*_COUNT_KEYS, "reasons", "passed", "created_at")},
+            "run_key": run_key,
+            "files": {part: [p.name for p in parquet_files(root / part)] for part in ("interactions", "quarantine")},
+        })
+    clean_dir, quarantine_dir, report_uri = target / "interactions", target / "quarantine", target / "report.json"
+    log.info("cleaned %s: %s", where, {k: report[k] for k in ("rows_in", "rows_clean", "rows_quarantined")})
+    check_rejected_fraction(report, cfg, where, str(quarantine_dir))
+    return {
+        "clean_uri": str(clean_dir),
+        "quarantine_uri": str(quarantine_dir),
+        "report_uri": str(report_uri),
+        **{key: report[key] for key in _COUNT_KEYS},
+        "reasons": report["reasons"],
+    }
 
+
+def _clean_into(cfg: CleaningConfig, raw: dd.DataFrame, files: list[Path], root: Path, reference_time: int,
+                client: Any) -> dict[str, Any]:
+    """The data work of :func:`run_cleaning`, written under ``root``; returns the report."""
+    clean_dir, quarantine_dir, staged_dir = root / "interactions", root / "quarantine", root / _STAGING
+    meta = annotated_meta()
     annotated = raw.map_partitions(
-        annotate_partition,
+        annotate_read_partition,
         cfg.rating_min,
         cfg.rating_max,
         reference_time + cfg.allow_future_seconds,
-        meta=annotated_meta(),
+        meta=meta,
     )
-    meta = annotated_meta()
     valid = annotated.map_partitions(valid_partition, meta=valid_partition(meta))
     quarantined = annotated.map_partitions(quarantine_partition, meta=quarantine_partition(meta))
     kept = keep_latest_frame(valid) if cfg.dedup else valid
@@ -181,19 +224,9 @@ def run_cleaning(
         "reasons": reasons,
         "rejected_fraction": rows_quarantined / rows_in if rows_in else 0.0,
         "max_rejected_fraction": cfg.max_rejected_fraction,
-        "snapshot_uri": str(snapshot_uri),
         "reference_time": reference_time,
         "config": cfg.model_dump(mode="json"),
         "created_at": utc_now(),
     }
     report["passed"] = report["rejected_fraction"] <= cfg.max_rejected_fraction
-    report_uri = write_json(root / "report.json", report)
-    log.info("cleaned %s: %s", where, {k: report[k] for k in ("rows_in", "rows_clean", "rows_quarantined")})
-    check_rejected_fraction(report, cfg, where, str(quarantine_dir))
-    return {
-        "clean_uri": str(clean_dir),
-        "quarantine_uri": str(quarantine_dir),
-        "report_uri": str(report_uri),
-        **{key: report[key] for key in _COUNT_KEYS},
-        "reasons": reasons,
-    }
+    return report

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def add_parser(sub) -> None:
     tracking.add_argument("--registered-model", default=None, help="registered model name (default recsys)")
     tracking_uri_option(tracking)
     tracking.add_argument("--no-track", action="store_true", help="do not log to MLflow (metrics are still printed)")
-    tracking.add_argument("--run-name", help="run key of the data partitions (default: cli-<timestamp>)")
+    tracking.add_argument("--run-name", help="run key of the data partitions (default: cli-<timestamp>-<random>)")
 
 
 def add_spec_option(group, name: str, spec: dict[str, Any]) -> None:
@@ -190,11 +191,16 @@ def train_summary(args: argparse.Namespace) -> dict[str, Any]:
     if args.test and not args.train:
         raise SystemExit("recsys train: --test needs --train")
     config = pipeline_config(args)
-    run_key = args.run_name or time.strftime("cli-%Y%m%dT%H%M%S")
+    run_key = args.run_name or f"{time.strftime('cli-%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"  # unique per run
     track = not args.no_track
     if args.register and not track:
         raise SystemExit("recsys train: --register needs tracking; drop --no-track")
     columns = key_values(args.column, "--column")
+    if columns and not args.train:  # --path sources take the map too
+        from pipelines.data.config import load_ingest_config
+
+        ingest = load_ingest_config({**config.ingest.model_dump(), "column_map": columns})
+        config = config.model_copy(update={"ingest": ingest})
     if args.train:
         result = run_pipeline_on_split(config, run_key, args.train, args.test, columns=columns,
                                        track=track, register=args.register, tracking_uri=args.tracking_uri)
@@ -205,6 +211,7 @@ def train_summary(args: argparse.Namespace) -> dict[str, Any]:
         "models": {c["model"]: {"metrics": c["metrics"], "model_uri": c["model_uri"], "run_id": c["run_id"]}
                    for c in result["candidates"]},
         "quarantined": result["clean"]["rows_quarantined"],
+        "rows": result["rows"],
     }
     if "promotion" in result:
         summary["promotion"] = {k: result["promotion"][k] for k in ("registered_model", "version", "status", "reason")}

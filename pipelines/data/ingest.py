@@ -15,9 +15,10 @@ import pandas as pd
 
 from pipelines.data.config import IngestConfig, load_ingest_config
 from pipelines.data.scheduling import compute
-from pipelines.data.snapshot import content_sha256, parquet_files, parquet_rows, reset_partition, utc_now, write_json
+from pipelines.data.snapshot import content_sha256, parquet_files, parquet_rows, utc_now, write_json
 from pipelines.errors import DataError
 from pipelines.paths import run_dir
+from pipelines.storage import MANIFEST, write_partition
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -102,14 +103,18 @@ def write_interactions(cfg: IngestConfig, out_dir: Path, client: Any = None) -> 
     )
     try:
         compute(write, client=client)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot parse {cfg.describe()}: {exc}") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        reason = str(exc).strip() or type(exc).__name__
+        raise DataError(f"cannot parse {cfg.describe()}: {reason}") from exc
 
 
 def run_ingest(
     config: IngestConfig | dict[str, Any], out_root: str | Path | None, run_key: str, client: Any = None
 ) -> dict[str, Any]:
     """Ingest the configured source into ``<out_root>/raw/<run_key>/`` (replacing any earlier output).
+
+    The partition is written beside its place and renamed into it with its manifest (see
+    :mod:`pipelines.storage`): readers never see a half-written snapshot.
 
     Args:
         config: an :class:`IngestConfig` or a dict of its fields.
@@ -124,36 +129,37 @@ def run_ingest(
     Raises:
         ConfigError: invalid config (names the field and its allowed range).
         DataError: missing input, missing columns, unreadable data.
+        PartitionBusyError: another live process is writing this run's partition.
     """
     cfg = load_ingest_config(config)
-    root = reset_partition(run_dir(STAGE, run_key, out_root))
-    interactions_dir = root / "interactions"
-    log.info("ingesting %s into %s", cfg.describe(), root)
-    write_interactions(cfg, interactions_dir, client)
-    rows = parquet_rows(interactions_dir)
-    sha256 = content_sha256(interactions_dir)
-
-    items = items_frame(cfg)
-    items_uri = None
-    if items is not None:
-        items_uri = root / "items.parquet"
-        items.to_parquet(items_uri, index=False)
-    settings = cfg.model_dump(mode="json")
-    if cfg.url:
-        settings["url"] = cfg.describe()  # never write a password into the lake
-    manifest_uri = write_json(
-        root / "manifest.json",
-        {
-            "rows": rows,
-            "sha256": sha256,
-            "source": cfg.describe(),
-            "items_rows": None if items is None else len(items),
-            "created_at": utc_now(),
-            "run_key": run_key,
-            "files": [path.name for path in parquet_files(interactions_dir)],
-            "config": settings,
-        },
-    )
+    target = run_dir(STAGE, run_key, out_root)
+    log.info("ingesting %s into %s", cfg.describe(), target)
+    with write_partition(target) as root:
+        interactions_dir = root / "interactions"
+        write_interactions(cfg, interactions_dir, client)
+        rows = parquet_rows(interactions_dir)
+        sha256 = content_sha256(interactions_dir)
+        items = items_frame(cfg)
+        if items is not None:
+            items.to_parquet(root / "items.parquet", index=False)
+        settings = cfg.model_dump(mode="json")
+        if cfg.url:
+            settings["url"] = cfg.describe()  # never write a password into the lake
+        write_json(
+            root / MANIFEST,
+            {
+                "rows": rows,
+                "sha256": sha256,
+                "source": cfg.describe(),
+                "items_rows": None if items is None else len(items),
+                "created_at": utc_now(),
+                "run_key": run_key,
+                "files": [path.name for path in parquet_files(interactions_dir)],
+                "config": settings,
+            },
+        )
+    interactions_dir, manifest_uri = target / "interactions", target / MANIFEST
+    items_uri = None if items is None else target / "items.parquet"
     log.info("ingested %d rows (sha256 %s) from %s", rows, sha256[:12], cfg.describe())
     return {
         "snapshot_uri": str(interactions_dir),

@@ -1,30 +1,18 @@
-"""Snapshot storage helpers: own-partition reset, Parquet row counts, content hashes, manifests.
+"""Snapshot storage helpers: Parquet row counts, content hashes, manifests.
 
-Shared by the ingest and cleaning steps (both write their own run partition of the lake).
+Shared by the ingest and cleaning steps (both write their own run partition of the lake, through
+:func:`pipelines.storage.write_partition`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 _HASH_BLOCK = 1 << 20
-
-
-def reset_partition(path: str | Path) -> Path:
-    """Delete ``path`` (a run's own partition) if present and create it empty; returns it.
-
-    Re-running a run therefore overwrites its output and never appends to it.
-    """
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
 
 
 def parquet_files(folder: str | Path) -> list[Path]:

@@ -69,6 +69,17 @@ class FeatureConfig(BaseModel):
     """Build item content features when item metadata is given."""
     tfidf_max_features: int = 5000
     """Vocabulary cap of each TF-IDF block (title, tags), >= 1."""
+    warn_cold_fraction: float = 0.1
+    """Warn when more than this share of the held-out rows is dropped as cold (user or item
+    absent from train): the metrics then speak for fewer users than the data holds. In [0, 1]."""
+    max_cold_fraction: float = 0.5
+    """Fail when more than this share of the held-out rows is dropped as cold: metrics on the
+    rest would not describe the run's data. In [0, 1]."""
+
+    @field_validator("warn_cold_fraction", "max_cold_fraction")
+    @classmethod
+    def _cold_fraction_range(cls, value: float, info) -> float:
+        return check_range(info.field_name, value, 0.0, 1.0, low_open=False, high_open=False)
 
     @field_validator("test_fraction")
     @classmethod

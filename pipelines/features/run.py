@@ -1,16 +1,18 @@
 """The features step: clean interactions -> encodings, splits, matrices, content features.
 
 ``run_features`` is what the ``build_features`` task and the CLI call. It owns
-``features/<key>/`` under the lake root: the partition is deleted first (a failed re-run leaves
-nothing stale behind), then written under a temporary name beside it and renamed into place,
-so a re-run gives the same files and a crash never leaves a half-written partition under the
-real name.
+``features/<key>/`` under the lake root, written through :func:`pipelines.storage.write_partition`
+(a temporary folder renamed into place, manifest last), so a re-run gives the same files and a
+crash never leaves a half-written partition under the real name. It reads only clean partitions
+that have their manifest.
+
+Held-out rows whose user (or item) has no training row are dropped as cold and counted; above
+``warn_cold_fraction`` of the held-out rows the step warns, above ``max_cold_fraction`` it fails.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from pipelines.constants import ITEM, ITEM_IDX, RATING, TIMESTAMP, USER, USER_IDX
-from pipelines.errors import DataError
+from pipelines.errors import ColdTestRowsError, DataError
 from pipelines.features.config import FeatureConfig, parse_feature_config
 from pipelines.features.matrices import interactions_to_csr
 from pipelines.features.order import interaction_order_csr
@@ -43,6 +45,7 @@ from pipelines.features.store import (
     write_json,
 )
 from pipelines.paths import run_dir
+from pipelines.storage import require_partition, write_partition
 
 __all__ = ["FeatureSet", "load_feature_set", "run_features", "run_features_from_split"]
 
@@ -55,7 +58,7 @@ def interaction_files(clean_uri: str | Path) -> list[Path]:
     ``clean_uri`` is ``clean/<key>`` (files under its ``interactions/``) or the ``interactions``
     folder itself. Raises DataError naming the folder when it holds no parquet file.
     """
-    root = Path(clean_uri)
+    root = require_partition(clean_uri, what="clean partition")
     folder = root / "interactions" if (root / "interactions").is_dir() else root
     files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     if not files:
@@ -77,6 +80,13 @@ def load_encoded_interactions(
 
     from pipelines.features.encoding import build_encodings, encode_interactions
 
+    from pipelines.data.snapshot import parquet_rows
+
+    if parquet_rows(files) == 0:  # footers only
+        raise DataError(
+            f"{files[0].parent}: no interactions to build features from: the input has no data rows, "
+            "or cleaning dropped them all (see the partition's report.json)"
+        )
     raw = dd.read_parquet([str(f) for f in files])
     missing = [c for c in (USER, ITEM, RATING, TIMESTAMP) if c not in raw.columns]
     if missing:
@@ -119,7 +129,7 @@ def run_features(
     "n_test", "n_validation"}``. Raises DataError naming the file at fault.
     """
     cfg = parse_feature_config(config)
-    out = _reset_partition(out_root, run_key)
+    out = run_dir("features", run_key, root=out_root)
     files = interaction_files(clean_uri)
     frame, user_index, item_index, n_rows = load_encoded_interactions(files, cfg.min_rating)
     parts = split_interactions(frame, cfg)
@@ -139,12 +149,13 @@ def run_features_from_split(
 
     Ids are encoded over both partitions. A (user, item) pair present in both is a leak and
     raises DataError; test rows of users without any training row are dropped and counted
-    as ``cold_dropped`` (no model can rank for them from the training data).
+    as ``cold_dropped`` (no model can rank for them from the training data), as are test rows
+    of items without a training row.
     """
-    from pipelines.features.splits import SplitResult
+    from pipelines.features.splits import SplitResult, drop_cold
 
     cfg = parse_feature_config(config)
-    out = _reset_partition(out_root, run_key)
+    out = run_dir("features", run_key, root=out_root)
     train_files, test_files = interaction_files(train_clean_uri), interaction_files(test_clean_uri)
     try:
         frame, user_index, item_index, n_rows = load_encoded_interactions(train_files + test_files, cfg.min_rating)
@@ -160,27 +171,47 @@ def run_features_from_split(
     )
     in_test = keys.isin(pd.MultiIndex.from_frame(test_pairs.astype(str)))
     train, test = frame[~in_test].reset_index(drop=True), frame[in_test]
-    warm = test[USER_IDX].isin(train[USER_IDX].unique())
-    parts = SplitResult(train=train, test=test[warm].reset_index(drop=True), validation=None,
-                        cold_dropped=int((~warm).sum()))
+    warm_test, cold = drop_cold(test, train, USER_IDX, ITEM_IDX)
+    parts = SplitResult(train=train, test=warm_test.reset_index(drop=True), validation=None, cold_dropped=cold)
     inputs = {"train_clean_uri": str(train_clean_uri), "test_clean_uri": str(test_clean_uri),
               "items_uri": None if items_uri is None else str(items_uri)}
     return _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, items_uri, inputs)
 
 
-def _reset_partition(out_root: str, run_key: str) -> Path:
-    out = run_dir("features", run_key, root=out_root)
-    partial = out.with_name(f".{out.name}.partial")
-    for stale in (out, partial):  # this run's partition, from an earlier attempt
-        if stale.exists():
-            shutil.rmtree(stale)
-    return out
+def check_cold_rows(parts: Any, cfg: FeatureConfig, where: str) -> float:
+    """The share of held-out rows dropped as cold; warns above ``cfg.warn_cold_fraction``.
+
+    Raises:
+        ColdTestRowsError: the share is above ``cfg.max_cold_fraction`` (names the counts, the
+            ceiling and what to change).
+    """
+    held_out = len(parts.test) + (0 if parts.validation is None else len(parts.validation))
+    total = held_out + parts.cold_dropped
+    share = parts.cold_dropped / total if total else 0.0
+    message = (
+        f"{where}: {parts.cold_dropped} of {total} held-out rows ({share:.1%}) belong to users or items "
+        f"absent from train and were dropped"
+    )
+    if share > cfg.max_cold_fraction:
+        raise ColdTestRowsError(
+            f"{message}, above max_cold_fraction={cfg.max_cold_fraction:g}: metrics would speak for too few "
+            "rows; give a test set of users and items seen in training, or another split"
+        )
+    if share > cfg.warn_cold_fraction:
+        log.warning("%s (above warn_cold_fraction=%g): metrics cover the rest only", message, cfg.warn_cold_fraction)
+    return share
 
 
 def _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, items_uri, inputs) -> dict[str, Any]:
     """Write every file of ``features/<key>/`` under a temporary name, then rename into place."""
-    partial = out.with_name(f".{out.name}.partial")
     n_users, n_items = len(user_index), len(item_index)
+    where = str(inputs.get("test_clean_uri") or inputs.get("clean_uri"))
+    check_cold_rows(parts, cfg, where)
+    if len(parts.test) == 0:
+        raise DataError(
+            f"{where}: the {cfg.split} split left no test rows ({len(frame)} interactions of {n_users} users): "
+            "no metric could be computed; give users more than one interaction, or another split"
+        )
 
     def csr(part: pd.DataFrame) -> sp.csr_matrix:
         return interactions_to_csr(part, n_users, n_items, implicit=cfg.implicit)
@@ -189,8 +220,7 @@ def _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, ite
     if items_uri is not None and cfg.content_features:
         item_features = _content_features(items_uri, item_index, cfg.tfidf_max_features)
 
-    partial.mkdir(parents=True)
-    try:
+    with write_partition(out) as partial:
         write_index(partial / USER_INDEX_FILE, user_index, USER, USER_IDX)
         write_index(partial / ITEM_INDEX_FILE, item_index, ITEM, ITEM_IDX)
         sp.save_npz(partial / TRAIN_NPZ, csr(parts.train))
@@ -214,8 +244,12 @@ def _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, ite
             "cold_dropped": parts.cold_dropped,
             "below_min_rating": n_rows - len(frame),
         }
+        rows = _row_accounting(inputs, counts)
+        if rows is not None:  # the whole run's identity, complete from this step on
+            write_json(partial / "report.json", {"rows": rows})
         manifest = {
             **counts,
+            "rows": rows,
             # n_interactions == n_train + n_test + n_validation + cold_dropped + below_min_rating
             "n_interactions": n_rows,
             "n_item_features": 0 if item_features is None else len(item_features[1]),
@@ -225,13 +259,23 @@ def _write_partition(cfg, out, frame, user_index, item_index, n_rows, parts, ite
             "files": sorted([p.name for p in partial.iterdir()] + [MANIFEST_JSON]),
         }
         write_json(partial / MANIFEST_JSON, manifest)
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     log.info("features %s: %s", out, counts)
-    returned = ("n_users", "n_items", "n_train", "n_test", "n_validation")
+    returned = ("n_users", "n_items", "n_train", "n_test", "n_validation", "cold_dropped", "below_min_rating")
     return {"features_uri": str(out), **{key: counts[key] for key in returned}}
+
+
+def _row_accounting(inputs: dict[str, Any], counts: dict[str, Any]) -> dict[str, int] | None:
+    """Every input row's fate (:func:`pipelines.accounting.row_accounting`) from the clean
+    partitions' manifests and this step's counts; None when a manifest lacks the counts."""
+    import json
+
+    from pipelines.accounting import row_accounting
+
+    uris = [inputs[key] for key in ("clean_uri", "train_clean_uri", "test_clean_uri") if inputs.get(key)]
+    manifests = [json.loads((require_partition(uri) / "manifest.json").read_text()) for uri in uris]
+    if not all("rows_in" in manifest for manifest in manifests):
+        return None
+    return row_accounting(manifests, counts)
 
 
 def _content_features(

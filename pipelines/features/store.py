@@ -83,8 +83,11 @@ def write_json(path: Path, payload: Any) -> None:
 
 def _require(folder: Path, name: str) -> Path:
     path = folder / name
+    if not folder.is_dir():
+        raise DataError(f"feature set {str(folder)!r} does not exist; run the features step first")
     if not path.exists():
-        raise DataError(f"feature set {folder} has no {name}")
+        hint = " (incomplete or not written by the features step; re-run it)" if name == MANIFEST_JSON else ""
+        raise DataError(f"feature set {folder} has no {name}{hint}")
     return path
 
 

@@ -20,13 +20,15 @@ Cold start, one path per case:
   :meth:`RecommenderBundle.recommend_for_seed_items` fold the user in through
   ``model.score_new_users`` (seed items are never recommended back);
 - an unknown user without seeds: the most popular items.
+
+Every recommendation row says which path answered it in ``source``: ``model`` (a user the
+model knows), ``seed_items`` (a new user folded in from seeds) or ``popularity`` (the fallback).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -40,6 +42,9 @@ from pipelines.models.base import Recommender
 
 log = logging.getLogger(__name__)
 FEATURIZER_DIR = "featurizer"
+BUNDLE_MANIFEST = "bundle.json"  # written last: a folder without it is not a bundle
+SOURCE = "source"  # output column: which path produced the row
+FROM_MODEL, FROM_SEED_ITEMS, FROM_POPULARITY = "model", "seed_items", "popularity"
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,9 +124,10 @@ class RecommenderBundle:
         batch_size: int = 2048,
         seed_items: Iterable[Any] | None = None,
     ) -> pd.DataFrame:
-        """Ranked recommendations for raw user ids: columns user_id, rank, item_id, score.
+        """Ranked recommendations for raw user ids: columns user_id, rank, item_id, score, source.
 
-        Training items are excluded; unknown users get the most popular items. ``seed_items``
+        Training items are excluded; unknown users get the most popular items (``source`` says
+        ``model``, ``seed_items`` or ``popularity`` per row). ``seed_items``
         (one entry per user: a list of item ids, a '|'-separated string, or None) folds in the
         users the model does not know from their seed items (see :meth:`recommend_for_seed_items`);
         known users ignore theirs. Rows come in the order of ``user_ids``.
@@ -139,13 +145,16 @@ class RecommenderBundle:
             block = users[start : start + batch_size]
             user_idx = self.user_index(block)
             idx, val = self.recommend_indices(user_idx, k)
+            sources = np.where(user_idx >= 0, FROM_MODEL, FROM_POPULARITY).astype(object)
             if seeds is not None:
                 rows = [r for r in range(len(block)) if user_idx[r] < 0 and seeds[start + r]]
                 if rows:
                     idx[rows], val[rows] = self._seeded_indices([seeds[start + r] for r in rows], k)
-            frames.append(self._frame(block, idx, val))
+                    known = [bool((self.item_index(seeds[start + r]) >= 0).any()) for r in rows]
+                    sources[rows] = np.where(known, FROM_SEED_ITEMS, FROM_POPULARITY)
+            frames.append(self._frame(block, idx, val, sources))
         if not frames:
-            return pd.DataFrame({USER: [], RANK: [], ITEM: [], SCORE: []})
+            return pd.DataFrame({USER: [], RANK: [], ITEM: [], SCORE: [], SOURCE: []})
         return pd.concat(frames, ignore_index=True)
 
     def recommend_for_seed_items(self, seed_item_ids: list[Any], k: int = 10) -> pd.DataFrame:
@@ -158,8 +167,10 @@ class RecommenderBundle:
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        idx, val = self._seeded_indices([parse_seed_items(seed_item_ids)], k)
-        return self._frame([""], idx, val).drop(columns=[USER])
+        seeds = parse_seed_items(seed_item_ids)
+        idx, val = self._seeded_indices([seeds], k)
+        source = FROM_SEED_ITEMS if (self.item_index(seeds) >= 0).any() else FROM_POPULARITY
+        return self._frame([""], idx, val, np.array([source], dtype=object)).drop(columns=[USER])
 
     def _seeded_indices(self, seed_lists: list[list[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and scores for new users described by their seed item ids."""
@@ -194,8 +205,8 @@ class RecommenderBundle:
             idx[picked], val[picked] = top_k(scores, k)
         return idx, val
 
-    def _frame(self, users: list[str], idx: np.ndarray, val: np.ndarray) -> pd.DataFrame:
-        """The long result frame (user_id, rank, item_id, score) of top-k arrays, padding dropped."""
+    def _frame(self, users: list[str], idx: np.ndarray, val: np.ndarray, sources: np.ndarray) -> pd.DataFrame:
+        """The long result frame (user_id, rank, item_id, score, source) of top-k arrays, padding dropped."""
         n, width = idx.shape
         valid = idx >= 0
         return pd.DataFrame(
@@ -204,6 +215,7 @@ class RecommenderBundle:
                 RANK: np.tile(np.arange(1, width + 1), n)[valid.ravel()],
                 ITEM: self.item_ids[idx[valid]],
                 SCORE: val[valid].astype(float),
+                SOURCE: np.repeat(np.asarray(sources, dtype=object), width)[valid.ravel()],
             }
         )
 
@@ -247,29 +259,36 @@ class RecommenderBundle:
 
     # -- persistence --------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the bundle folder (replacing any previous content)."""
-        folder = Path(path)
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        self.model.save(folder / "model")
-        pd.DataFrame({USER: self.user_ids}).to_parquet(folder / "users.parquet", index=False)
-        pd.DataFrame({ITEM: self.item_ids}).to_parquet(folder / "items.parquet", index=False)
-        sp.save_npz(folder / "seen.npz", self.seen.tocsr(), compressed=True)
-        if self.featurizer is not None:
-            self.featurizer.save(folder / FEATURIZER_DIR)
-        (folder / "bundle.json").write_text(json.dumps({"model": self.model.name, **self.info}, indent=2))
-        return folder
+        """Write the bundle folder, replacing any previous content only once it is complete
+        (written beside it, ``bundle.json`` last, renamed into place: see pipelines.storage)."""
+        from pipelines.storage import write_partition
+
+        target = Path(path)
+        with write_partition(target, manifest=BUNDLE_MANIFEST) as folder:
+            self.model.save(folder / "model")
+            pd.DataFrame({USER: self.user_ids}).to_parquet(folder / "users.parquet", index=False)
+            pd.DataFrame({ITEM: self.item_ids}).to_parquet(folder / "items.parquet", index=False)
+            sp.save_npz(folder / "seen.npz", self.seen.tocsr(), compressed=True)
+            if self.featurizer is not None:
+                self.featurizer.save(folder / FEATURIZER_DIR)
+            (folder / BUNDLE_MANIFEST).write_text(json.dumps({"model": self.model.name, **self.info}, indent=2))
+        return target
 
     @classmethod
     def load(cls, path: str | Path) -> "RecommenderBundle":
-        """Load a bundle written by :meth:`save`."""
+        """Load a bundle written by :meth:`save`.
+
+        Raises:
+            DataError: ``path`` is missing or has no ``bundle.json`` (incomplete, or not a bundle).
+        """
+        from pipelines.errors import DataError
         from pipelines.models import load_model
 
         folder = Path(path)
-        if not (folder / "bundle.json").exists():
-            raise FileNotFoundError(f"{folder} is not a model bundle (no bundle.json)")
-        info = json.loads((folder / "bundle.json").read_text())
+        if not (folder / BUNDLE_MANIFEST).is_file():
+            state = "does not exist" if not folder.exists() else f"has no {BUNDLE_MANIFEST} (incomplete, or not a bundle)"
+            raise DataError(f"model bundle {str(folder)!r} {state}; save it again with RecommenderBundle.save")
+        info = json.loads((folder / BUNDLE_MANIFEST).read_text())
         info.pop("model", None)
         featurizer = None
         if (folder / FEATURIZER_DIR).is_dir():

@@ -25,10 +25,11 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper around a model bundle.
 
     Input: a frame with a ``user_id`` column (and optionally ``k`` per row and ``seed_items``),
-    or a list of ids. Params: ``k`` (default 10). Output: ``user_id, rank, item_id, score``, best
+    or a list of ids. Params: ``k`` (default 10). Output: ``user_id, rank, item_id, score, source``, best
     first, each user's training items excluded. A user the model does not know is folded in
     from their ``seed_items`` (a list of item ids or a '|'-separated string; the seeds are not
-    recommended back) and, without seeds, given the popular items.
+    recommended back) and, without seeds, given the popular items; ``source`` says which
+    (``model``, ``seed_items``, ``popularity``).
     """
 
     def load_context(self, context: Any) -> None:
@@ -36,7 +37,9 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
 
         self.bundle = RecommenderBundle.load(context.artifacts[BUNDLE_ARTIFACT])
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    # No type hints on predict: MLflow reads them as a schema and warns on every load that
+    # ``Any`` is not one; the signature below is the schema.
+    def predict(self, context, model_input, params=None):
         frame = _as_frame(model_input)
         k = int((params or {}).get("k") or DEFAULT_K)
         if "k" in frame.columns and frame["k"].notna().any():
@@ -71,7 +74,8 @@ def model_signature():
             [ColSpec("string", USER), ColSpec("long", "k", required=False), ColSpec("string", SEED_ITEMS, required=False)]
         ),
         outputs=Schema(
-            [ColSpec("string", USER), ColSpec("long", RANK), ColSpec("string", ITEM), ColSpec("double", SCORE)]
+            [ColSpec("string", USER), ColSpec("long", RANK), ColSpec("string", ITEM), ColSpec("double", SCORE),
+             ColSpec("string", "source")]
         ),
         params=ParamSchema([ParamSpec("k", "long", DEFAULT_K)]),
     )

@@ -33,6 +33,7 @@ def configure_mlflow(tracking_uri: str | None = None, experiment: str = DEFAULT_
     parallel tasks log to it avoids the concurrent-creation corruption noted in STACK_NOTES.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     uri = tracking_uri or default_tracking_uri()
     mlflow.set_tracking_uri(uri)
@@ -40,8 +41,15 @@ def configure_mlflow(tracking_uri: str | None = None, experiment: str = DEFAULT_
     client = mlflow.MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        experiment_id = client.create_experiment(experiment, artifact_location=default_artifact_root())
-        log.info("created MLflow experiment %s (%s) at %s", experiment, experiment_id, uri)
+        try:
+            experiment_id = client.create_experiment(experiment, artifact_location=default_artifact_root())
+            log.info("created MLflow experiment %s (%s) at %s", experiment, experiment_id, uri)
+        except MlflowException:
+            # Another run started at the same instant created it first: use theirs.
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                raise
+            experiment_id = found.experiment_id
     else:
         experiment_id = found.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)

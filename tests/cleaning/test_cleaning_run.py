@@ -55,7 +55,7 @@ def test_kcore_removes_sparse_users_and_items_iteratively(tmp_path, lake):
     assert (result["rows_clean"], result["duplicates_dropped"], result["kcore_dropped"]) == (4, 1, 3)
     clean = pd.read_parquet(result["clean_uri"])
     assert set(clean["user_id"]) == {"u1", "u2"} and set(clean["item_id"]) == {"i1", "i2"}
-    assert sorted(p.name for p in (lake / "clean" / "run").iterdir()) == ["interactions", "quarantine", "report.json"]
+    assert sorted(p.name for p in (lake / "clean" / "run").iterdir()) == ["interactions", "manifest.json", "quarantine", "report.json"]
 
 
 def test_ceiling_error_names_snapshot_counts_fraction_and_top_reasons(lake):
@@ -89,11 +89,14 @@ def test_rerun_overwrites_its_partition(tmp_path, lake):
 
 
 def test_missing_snapshot_and_columns_are_named(tmp_path, lake):
-    with pytest.raises(DataError, match="has no interaction parquet files"):
+    with pytest.raises(DataError, match="snapshot .*nowhere.* does not exist"):
         run_cleaning({}, tmp_path / "nowhere", lake, "x")
     folder = tmp_path / "odd"
     folder.mkdir()
     pd.DataFrame({"user_id": ["1"], "item_id": ["2"]}).to_parquet(folder / "part.0.parquet")
+    with pytest.raises(DataError, match="has no manifest.json: it is incomplete"):
+        run_cleaning({}, folder, lake, "x")
+    (folder / "manifest.json").write_text("{}")
     with pytest.raises(DataError, match=r"missing column\(s\) \['rating', 'timestamp', 'source_row'\]"):
         run_cleaning({}, folder, lake, "x")
 

@@ -43,4 +43,5 @@ def write_clean(root: Path, frame: pd.DataFrame, key: str = "run1", n_files: int
     folder.mkdir(parents=True)
     for i, part in enumerate(np.array_split(np.arange(len(frame)), n_files)):
         frame.iloc[part].to_parquet(folder / f"part.{i}.parquet", index=False)
+    (folder.parent / "manifest.json").write_text('{"rows_clean": %d}\n' % len(frame))  # readers require it
     return folder.parent

@@ -123,9 +123,15 @@ def test_min_rating_temporal_and_implicit(tmp_path: Path, clean_uri: Path, inter
 def test_errors_name_the_input(tmp_path: Path, clean_uri: Path, interactions: pd.DataFrame) -> None:
     lake = str(tmp_path / "lake")
     earlier = Path(run_features({}, str(clean_uri), None, lake, "r")["features_uri"])
-    with pytest.raises(DataError, match="no interaction parquet files in .*nowhere"):
+    with pytest.raises(DataError, match="clean partition .*nowhere.* does not exist"):
         run_features({}, str(tmp_path / "nowhere"), None, lake, "r")
-    assert not earlier.exists()  # a failed re-run leaves nothing stale under the run's key
+    # A failed re-run leaves the earlier complete partition as it was, and no temporary folder.
+    assert load_feature_set(earlier).n_users > 0
+    assert sorted(p.name for p in earlier.parent.iterdir()) == ["r"]
+    unfinished = write_clean(tmp_path / "half", interactions)
+    (unfinished / "manifest.json").unlink()  # what a crash or a manual clear leaves
+    with pytest.raises(DataError, match="has no manifest.json: it is incomplete"):
+        run_features({}, str(unfinished), None, lake, "r")
     with pytest.raises(ConfigError, match="test_fraction"):
         run_features({"test_fraction": 2}, str(clean_uri), None, lake, "r")
     with pytest.raises(DataError, match="missing.parquet"):
@@ -135,3 +141,27 @@ def test_errors_name_the_input(tmp_path: Path, clean_uri: Path, interactions: pd
         run_features({}, str(doubled), None, lake, "r")
     with pytest.raises(DataError, match="has no manifest.json"):
         load_feature_set(tmp_path)
+
+
+def test_cold_test_rows_are_counted_warned_and_capped(tmp_path: Path, interactions: pd.DataFrame, caplog) -> None:
+    from pipelines.errors import ColdTestRowsError
+    from pipelines.features.run import run_features_from_split
+
+    users = sorted(interactions["user_id"].unique())
+    train = interactions[interactions["user_id"].isin(users[:20])]
+    warm_test = interactions[interactions["user_id"].isin(users[20:22])]
+    cold_users = interactions[interactions["user_id"].isin(users[22:])]
+    # Test rows of users 20-21 are warm only if those users also have training rows: split them.
+    warm_train, warm_held = warm_test.iloc[::2], warm_test.iloc[1::2]
+    train_uri = write_clean(tmp_path / "train", pd.concat([train, warm_train]))
+    test_uri = write_clean(tmp_path / "test", pd.concat([warm_held, cold_users]))
+    lake = str(tmp_path / "lake")
+    n_cold, total = len(cold_users), len(warm_held) + len(cold_users)
+    assert n_cold / total > 0.5  # past the default ceiling
+    with pytest.raises(ColdTestRowsError, match=rf"{n_cold} of {total} held-out rows .* above max_cold_fraction=0.5"):
+        run_features_from_split({}, str(train_uri), str(test_uri), None, lake, "cold")
+    assert not (Path(lake) / "features" / "cold").exists()
+    with caplog.at_level("WARNING"):
+        result = run_features_from_split({"max_cold_fraction": 1.0}, str(train_uri), str(test_uri), None, lake, "cold")
+    assert result["cold_dropped"] == n_cold and result["n_test"] == len(warm_held)
+    assert "above warn_cold_fraction=0.1" in caplog.text

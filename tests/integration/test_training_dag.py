@@ -49,7 +49,7 @@ def test_dag_trains_registers_promotes_and_keeps_champion_on_a_worse_run(airflow
     # Recommendations through the registered pyfunc exclude each user's training items.
     model = mlflow.pyfunc.load_model("models:/recsys@champion")
     recs = model.predict(__import__("pandas").DataFrame({"user_id": ["0", "1"]}), params={"k": 5})
-    assert len(recs) == 10 and list(recs.columns) == ["user_id", "rank", "item_id", "score"]
+    assert len(recs) == 10 and list(recs.columns) == ["user_id", "rank", "item_id", "score", "source"]
 
     # A worse configuration registers a version but leaves the champion where it was.
     worse = {**SMALL, "model_params": {"als": {"factors": 1, "iterations": 1, "regularization": 500.0}}}

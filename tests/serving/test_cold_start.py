@@ -155,7 +155,7 @@ def test_seed_items_fold_a_new_user_in(name, catalog, interactions):
     bundle = make_bundle(name, catalog, interactions)
     seeds = ["m024", "m025", "m026", "not-an-item"]  # three horror movies and an unknown id
     result = bundle.recommend_for_seed_items(seeds, k=5)
-    assert list(result.columns) == ["rank", "item_id", "score"] and result["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert list(result.columns) == ["rank", "item_id", "score", "source"] and result["rank"].tolist() == [1, 2, 3, 4, 5]
     assert not set(result["item_id"]) & set(seeds)
     assert share_of_genre(result["item_id"], "Horror") >= 0.6, result
 
