@@ -36,6 +36,7 @@ DEFAULT_EXPERIMENT = "recsys_training"
 ENV_HOME = "RECSYS_HOME"
 ENV_DASK_SCHEDULER = "RECSYS_DASK_SCHEDULER"
 ENV_DEVICE = "RECSYS_DEVICE"
+ENV_THREADS = "RECSYS_THREADS"  # CPU threads of a fit (BLAS, torch); default: the cores this process may use
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 
 # Airflow Asset updated when the serving alias moves (promotion, approval, rollback); the batch

@@ -194,6 +194,9 @@ def _plain_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
     Inlined because the schema is nested under ``model_params`` (a ``#/$defs`` reference would
     point at the wrong root); the docstring because the form shows ``description_md`` instead.
+    An optional field (pydantic's ``anyOf: [X, {"type": "null"}]``) becomes X with ``"null"``
+    added to its type: the form renders it as one nullable input, and a refusal names the
+    field's path (jsonschema's best match of an ``anyOf`` would drop it).
     """
     defs = schema.get("$defs", {})
 
@@ -202,6 +205,12 @@ def _plain_schema(schema: dict[str, Any]) -> dict[str, Any]:
             if "$ref" in node:
                 target = defs[node["$ref"].rsplit("/", 1)[-1]]
                 return inline({**target, **{k: v for k, v in node.items() if k != "$ref"}})
+            options = node.get("anyOf")
+            if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+                (kept,) = [option for option in options if option != {"type": "null"}]
+                if isinstance(kept.get("type"), str):
+                    rest = {k: v for k, v in node.items() if k != "anyOf"}
+                    return inline({**kept, **rest, "type": [kept["type"], "null"]})
             return {k: inline(v) for k, v in node.items() if k != "$defs"}
         if isinstance(node, list):
             return [inline(v) for v in node]

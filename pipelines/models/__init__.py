@@ -23,7 +23,7 @@ MODEL_FAMILIES: dict[str, str] = {
     "content": "pipelines.models.content:ContentRecommender",
     "hybrid": "pipelines.models.hybrid:HybridRecommender",
     "item2vec": "pipelines.models.item2vec:Item2VecRecommender",
-    "sequence": "pipelines.models.sequence:SequenceRecommender",
+    "sequence": "pipelines.models.deep.sequence:SequenceRecommender",
     "ease": "pipelines.models.ease:EaseRecommender",
     "svd": "pipelines.models.svd:SvdRecommender",
     "nmf": "pipelines.models.nmf:NmfRecommender",

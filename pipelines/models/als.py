@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, ClassVar, Iterator, Literal
@@ -26,21 +24,16 @@ from pydantic import Field
 from pipelines import seeding
 from pipelines.compute.backend import ArrayBackend, get_backend
 from pipelines.models import als_solver
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
+from pipelines.models.base import IterationCallback, ModelConfig, Recommender
 from pipelines.models.sparse_inputs import check_seen
+from pipelines.models.threads import available_cores, blas_threads
 
 log = logging.getLogger(__name__)
 
 
 class AlsConfig(ModelConfig):
     """Hyperparameters of :class:`AlsRecommender`, then its runtime options.
-
-    Defaults were tuned on MovieLens latest-small (per-user random 75/25 split, nDCG@10 with
-    training items excluded) with binary confidences upstream (weighting scheme ``none``):
-    nDCG@10 0.376 at ``regularization=10``, 0.356 at 5, 0.366 at 15, against 0.331 at implicit's
-    0.01 and 0.207 for popularity. Far stronger regularization (50 there) collapses the model
-    to popularity. The penalty is not scaled by interaction counts, so with larger confidences
-    (``1 + alpha * r``, BM25) the best value moves with their scale: retune when changing them.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     factors: int = Field(64, ge=1, le=1024)
@@ -83,34 +76,19 @@ class AlsRecommender(Recommender):
     config_class: ClassVar[type[ModelConfig]] = AlsConfig
     config: AlsConfig
 
-    def __init__(self, config: AlsConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.user_factors_: np.ndarray | None = None
-        self.item_factors_: np.ndarray | None = None
-        self.item_popularity_: np.ndarray | None = None
+    user_factors_: np.ndarray | None = None
+    item_factors_: np.ndarray | None = None
 
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
-    ) -> "AlsRecommender":
-        """Factorize ``train`` (users x items, values = confidences); returns self.
-
-        ``item_features`` is accepted for the shared interface and ignored. ``callback`` is
-        called after each iteration with ``(iteration, loss)``; loss is NaN when
-        ``calculate_training_loss`` is off. Raises TypeError for a non-sparse ``train`` and
-        ValueError for an empty matrix or non-finite values.
-        """
+    def _fit(self, train: sp.csr_matrix, *, callback: IterationCallback | None, **unused: Any) -> None:
+        """Factorize ``train`` (values = confidences). ``callback(iteration, loss)`` follows each
+        iteration; loss is NaN when ``calculate_training_loss`` is off."""
         cfg = self.config
-        user_items = _check_train(train, cfg.dtype)
+        user_items = train.astype(cfg.dtype, copy=False)
         item_users = user_items.T.tocsr()
         n_users, n_items = user_items.shape
         dtype = np.dtype(cfg.dtype)
         backend = get_backend(cfg.device)
-        workers = 1 if backend.is_gpu else _worker_count(cfg.num_threads)
+        workers = 1 if backend.is_gpu else (cfg.num_threads or available_cores())
 
         # Host-side seeded init (implicit's: uniform [0, 0.01)), so CPU and GPU start alike.
         rng = seeding.rng(cfg.seed)
@@ -123,7 +101,6 @@ class AlsRecommender(Recommender):
         total_confidence = float(np.abs(user_items.data).sum(dtype=np.float64))
 
         self.training_loss_ = []
-        started = time.perf_counter()
         scratch = None if backend.is_gpu else threading.local()  # CuPy's memory pool reuses blocks
         with _cpu_threads(backend, workers) as pool:
 
@@ -157,13 +134,6 @@ class AlsRecommender(Recommender):
             raise FloatingPointError(
                 "ALS produced non-finite factors; raise regularization or check the confidence values"
             )
-        self.item_popularity_ = item_popularity(user_items)
-        self.n_users, self.n_items = n_users, n_items
-        log.info(
-            "fit als on %s (%d users x %d items, %d entries, %d threads) in %.2fs",
-            backend.name, n_users, n_items, user_items.nnz, workers, time.perf_counter() - started,
-        )
-        return self
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T
@@ -197,25 +167,6 @@ class AlsRecommender(Recommender):
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.user_factors_ = state["user_factors_"]
         self.item_factors_ = state["item_factors_"]
-
-
-def _check_train(train: Any, dtype: str) -> sp.csr_matrix:
-    """A canonical CSR copy of ``train`` (sorted indices, summed duplicates, no stored zeros)."""
-    if not sp.issparse(train):
-        raise TypeError(f"train must be a SciPy sparse matrix (users x items), got {type(train).__name__}")
-    matrix = sp.csr_matrix(train, dtype=dtype, copy=True)
-    matrix.sum_duplicates()
-    matrix.eliminate_zeros()  # a stored 0 would mean confidence 0: treat it as unobserved
-    n_users, n_items = matrix.shape
-    if n_users == 0 or n_items == 0:
-        raise ValueError(f"train must have at least one user and one item, got shape {matrix.shape}")
-    if matrix.nnz == 0:
-        raise ValueError("train has no non-zero entries; ALS needs at least one interaction")
-    if not np.isfinite(matrix.data).all():
-        bad = int(np.flatnonzero(~np.isfinite(matrix.data))[0])
-        row = int(np.searchsorted(matrix.indptr, bad, side="right") - 1)
-        raise ValueError(f"train has a non-finite value at (user {row}, item {matrix.indices[bad]})")
-    return matrix
 
 
 def _fold_in_blocks(indptr: np.ndarray, factors: int) -> list[tuple[int, int]]:
@@ -258,16 +209,6 @@ def _fold_in(backend: ArrayBackend, rows: sp.csr_matrix, item_factors: Any, gram
     return xp.linalg.solve(lhs, rhs[:, :, None])[:, :, 0]
 
 
-def _worker_count(num_threads: int) -> int:
-    """``num_threads``, or the cores this process may run on when it is 0."""
-    if num_threads > 0:
-        return num_threads
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 @contextmanager
 def _cpu_threads(backend: ArrayBackend, workers: int) -> Iterator[ThreadPoolExecutor | None]:
     """A thread pool over blocks (None for one worker or the GPU), BLAS held to one thread.
@@ -278,9 +219,7 @@ def _cpu_threads(backend: ArrayBackend, workers: int) -> Iterator[ThreadPoolExec
     if backend.is_gpu:
         yield None
         return
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_threads(1):
         if workers == 1:
             yield None
         else:

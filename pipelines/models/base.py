@@ -1,17 +1,20 @@
 """The interface every recommender shares.
 
 Models work on contiguous integer indices and a SciPy CSR user x item matrix; mapping raw
-ids to indices (and back) is the job of :mod:`pipelines.serving.bundle`. A model implements
-``fit`` and ``_score_block``; ``recommend`` (top-k with seen-item exclusion), ``score`` and the
-unknown-user rule are shared here so every model behaves the same.
+ids to indices (and back) is the job of :mod:`pipelines.serving.bundle`. A family implements
+``_fit`` and ``_score_block``; ``fit`` (input checks from class flags, popularity, BLAS threads,
+timing, logging), ``recommend`` (top-k with seen-item exclusion), ``score`` and the unknown-user
+rule are shared here so every family behaves the same.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,7 +22,8 @@ from pydantic import BaseModel, ConfigDict
 
 from pipelines.errors import ModelNotFittedError
 
-# Called after each training iteration with (iteration, loss).
+log = logging.getLogger(__name__)
+
 # Called after each training iteration or epoch as callback(iteration, loss, metrics), where
 # ``metrics`` is None or a dict of validation metrics (e.g. {"ndcg@10": 0.31}) for that epoch.
 # Models without a validation metric may call callback(iteration, loss).
@@ -61,6 +65,14 @@ class Recommender(ABC):
     preferred_weighting: ClassVar[dict[str, Any]] = {"scheme": "none"}
     #: One line for the README's model table and the trigger form: what the model is for.
     summary: ClassVar[str] = ""
+    #: How fit reads the stored values of ``train``: ``weights`` as given (confidences),
+    #: ``binary`` (a positive value is an interaction, anything else is not), ``non_negative``
+    #: (as given, a negative value is an error).
+    input_values: ClassVar[Literal["weights", "binary", "non_negative"]] = "weights"
+    #: The float type fit hands ``_fit``.
+    train_dtype: ClassVar[str] = "float32"
+    #: True when fit uses ``validation`` (early stopping, a choice on held-out data).
+    uses_validation: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         """Take a config object, keyword hyperparameters, or a config plus overrides.
@@ -81,9 +93,10 @@ class Recommender(ABC):
         self.n_users = 0
         self.n_items = 0
         self.training_loss_: list[float] = []
+        self.item_popularity_: np.ndarray | None = None
+        self.fit_seconds_ = 0.0
 
-    # -- to implement -------------------------------------------------------------
-    @abstractmethod
+    # -- the fit contract ---------------------------------------------------------
     def fit(
         self,
         train: sp.csr_matrix,
@@ -91,15 +104,78 @@ class Recommender(ABC):
         item_features: sp.csr_matrix | None = None,
         validation: sp.csr_matrix | None = None,
         callback: IterationCallback | None = None,
+        **family_extras: Any,
     ) -> "Recommender":
-        """Fit on ``train`` (users x items). Sets ``n_users``, ``n_items``; returns self.
+        """Fit on ``train`` (users x items); sets ``n_users``, ``n_items``, ``item_popularity_``; returns self.
 
-        ``item_features`` (items x features) feeds content and hybrid models. ``validation``
-        (users x items, same shape) is held-out data for early stopping; models that stop
-        early and get none carve a seeded validation set from ``train`` themselves. Models
-        with ``uses_interaction_order`` also take ``interaction_order: sp.csr_matrix | None``
-        (keyword, default None) and read each user's time order from it.
+        The checks every family shares run here, driven by the class flags: ``train`` becomes a
+        canonical CSR copy read as ``input_values`` says; ``item_features`` must be present when
+        ``requires_item_features``; ``validation`` (users x items, same shape; held-out data for
+        early stopping) is checked and binarised for families with ``uses_validation`` and
+        ignored by the others; ``interaction_order`` (a CSR matrix with the pattern of ``train``
+        whose values are each interaction's 1-based time rank, see :mod:`pipelines.features.order`)
+        is the one family extra, taken by ``uses_interaction_order`` families. Then the family's
+        :meth:`_fit` runs with BLAS held to the idle cores, timed and logged.
+        ``callback(iteration, loss[, metrics])`` follows each iteration or epoch.
+
+        Raises TypeError for a non-sparse ``train`` or an extra the family does not take,
+        ValueError for an empty or non-finite ``train`` (naming the cell), ConfigError for missing
+        item features, and whatever the family raises; a failed fit leaves the model unfitted.
         """
+        from pipelines.models import sparse_inputs, threads
+
+        allowed = {"interaction_order"} if self.uses_interaction_order else set()
+        unexpected = sorted(set(family_extras) - allowed)
+        if unexpected:
+            raise TypeError(f"{type(self).__name__}.fit() got unexpected keyword argument(s) {unexpected}")
+        matrix = sparse_inputs.checked_train(train, self.name, self.input_values, self.train_dtype)
+        if self.requires_item_features:
+            sparse_inputs.require_item_features(item_features, self.name)
+        held_out = sparse_inputs.checked_validation(validation, matrix.shape, self.name) if self.uses_validation else None
+        # Sizes are set first so a family can score while it trains (validation); a failure
+        # leaves the model unfitted.
+        self.n_users, self.n_items = matrix.shape
+        self.item_popularity_ = item_popularity(matrix)
+        started = time.perf_counter()
+        try:
+            with threads.blas_threads():
+                self._fit(matrix, item_features=item_features, validation=held_out, callback=callback, **family_extras)
+        except BaseException:
+            self.n_users = self.n_items = 0
+            raise
+        self.fit_seconds_ = time.perf_counter() - started
+        details = "".join(f", {key} {value:g}" if isinstance(value, float) else f", {key} {value}"
+                          for key, value in self.fitted_params().items())
+        log.info(
+            "fit %s (%d users x %d items, %d interactions, %d iterations%s) in %.2fs",
+            self.name, *matrix.shape, matrix.nnz, len(self.training_loss_), details, self.fit_seconds_,
+        )
+        return self
+
+    def fitted_params(self) -> dict[str, Any]:
+        """Choices fit made from the data (e.g. a regularization chosen on validation), JSON-able.
+
+        Empty for families that choose nothing; training logs these beside the config.
+        """
+        return {}
+
+    # -- to implement -------------------------------------------------------------
+    def _fit(
+        self,
+        train: sp.csr_matrix,
+        *,
+        item_features: sp.csr_matrix | None,
+        validation: sp.csr_matrix | None,
+        callback: IterationCallback | None,
+        **family_extras: Any,
+    ) -> None:
+        """Learn from the checked ``train``; :meth:`fit` documents the arguments.
+
+        ``train`` is a canonical CSR copy the family may keep; ``validation`` is None or binary
+        positives of the same shape (families with ``uses_validation``). ``n_users``, ``n_items``
+        and ``item_popularity_`` are already set.
+        """
+        raise NotImplementedError(f"{type(self).__name__} implements neither _fit nor fit")
 
     @abstractmethod
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:

@@ -16,7 +16,6 @@ after ``patience`` epochs without improvement, and the best epoch's factors are 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,8 +23,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from pipelines import seeding
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
-from pipelines.models.sparse_inputs import check_train
+from pipelines.models.base import IterationCallback, ModelConfig, Recommender
+from pipelines.models.validation import ValidationSet, train_epochs, validation_ndcg
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +33,13 @@ log = logging.getLogger(__name__)
 _NEGATIVE_REDRAWS = 10
 # Standard deviation of the initial factors.
 _INIT_STD = 0.1
-_VALIDATION_K = 10
+# Largest norm of one row's summed gradient step in a batch (factors start near norm 1).
+_MAX_STEP = 1.0
 
 
 class BprConfig(ModelConfig):
     """Hyperparameters of :class:`BprRecommender`.
-
-    Tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42, nDCG@10 with
-    training items excluded): 0.319 at the defaults, against 0.297 with 64 factors and 60 epochs
-    and 0.207 for popularity; validation nDCG was still creeping up at 100 epochs. The weighting
-    scheme does not matter (only positive entries count). See the table in
-    :mod:`tests.models.test_model_bpr`.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     factors: int = Field(128, ge=1, le=1024)
@@ -75,125 +70,48 @@ class BprRecommender(Recommender):
     config_class: ClassVar[type[ModelConfig]] = BprConfig
     config: BprConfig
 
-    def __init__(self, config: BprConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.user_factors_: np.ndarray | None = None
-        self.item_factors_: np.ndarray | None = None
-        self.item_biases_: np.ndarray | None = None
-        self.item_popularity_: np.ndarray | None = None
-        self.validation_ndcg_: list[float] = []
-        self.best_epoch_: int | None = None
+    input_values: ClassVar[str] = "binary"
+    uses_validation: ClassVar[bool] = True
+    user_factors_: np.ndarray | None = None
+    item_factors_: np.ndarray | None = None
+    item_biases_: np.ndarray | None = None
+    validation_ndcg_: list[float] = []  # replaced, never appended to, by each fit
+    best_epoch_: int | None = None
 
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
-    ) -> "BprRecommender":
-        """Learn factors from the positive entries of ``train`` (users x items); returns self.
-
-        ``item_features`` is accepted for the shared interface and ignored. ``validation`` (same
-        shape as ``train``, held-out positives) turns on early stopping on nDCG@10; without it
-        all ``epochs`` run. ``callback`` is called after each epoch as ``(epoch, loss)``, or
-        ``(epoch, loss, {"ndcg@10": value})`` with validation; ``loss`` is the mean of
-        ``-ln sigmoid(x_uij)`` over the epoch's triples, each taken before its batch's update.
-        Raises TypeError for a non-sparse ``train``, ValueError for an empty matrix, no positive
-        entry, non-finite values or a ``validation`` of another shape, and FloatingPointError when
-        the factors diverge (lower ``learning_rate``).
-        """
-        cfg = self.config
-        user_items = check_train(train, self.name)
-        user_items.data = (user_items.data > 0).astype(np.float32)
-        user_items.eliminate_zeros()
-        if user_items.nnz == 0:
-            raise ValueError("train has no positive entries; bpr needs at least one interaction")
-        n_users, n_items = user_items.shape
-        held_out = _check_validation(validation, user_items.shape)
-
-        rng = seeding.rng(cfg.seed)
-        user_factors = rng.normal(0.0, _INIT_STD, (n_users, cfg.factors)).astype(np.float32)
-        item_factors = rng.normal(0.0, _INIT_STD, (n_items, cfg.factors)).astype(np.float32)
-        item_biases = np.zeros(n_items, dtype=np.float32)
-        sampler = _TripleSampler(user_items)
-
-        # Validation scores through recommend(), so the model counts as fitted while it trains;
-        # a failure part-way leaves it unfitted again.
-        self.n_users, self.n_items = n_users, n_items
-        self.item_popularity_ = item_popularity(user_items)
-        started = time.perf_counter()
-        try:
-            self._train(sampler, user_items, held_out, user_factors, item_factors, item_biases, rng, callback)
-        except BaseException:
-            self.n_users = self.n_items = 0
-            self.user_factors_ = self.item_factors_ = self.item_biases_ = None
-            raise
-        log.info(
-            "fit bpr (%d users x %d items, %d interactions, %d epochs) in %.2fs",
-            n_users, n_items, user_items.nnz, len(self.training_loss_), time.perf_counter() - started,
-        )
-        return self
-
-    def _train(
-        self,
-        sampler: _TripleSampler,
-        user_items: sp.csr_matrix,
-        held_out: sp.csr_matrix | None,
-        user_factors: np.ndarray,
-        item_factors: np.ndarray,
-        item_biases: np.ndarray,
-        rng: np.random.Generator,
-        callback: IterationCallback | None,
+    def _fit(
+        self, train: sp.csr_matrix, *, validation: sp.csr_matrix | None, callback: IterationCallback | None, **unused: Any
     ) -> None:
-        """The epochs: SGD, then (with ``held_out``) validation, early stopping and the best epoch kept."""
+        """Learn factors from the interactions of ``train``. ``validation`` (held-out positives)
+        turns on early stopping on nDCG@10; without it all ``epochs`` run. The loss reported per
+        epoch is the mean of ``-ln sigmoid(x_uij)`` over its triples, each taken before its batch's
+        update."""
         cfg = self.config
-        self.training_loss_, self.validation_ndcg_, self.best_epoch_ = [], [], None
-        best: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        best_ndcg, waited = -np.inf, 0
-        for epoch in range(cfg.epochs):
-            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported just below
-                loss = _sgd_epoch(sampler, user_factors, item_factors, item_biases, cfg, rng)
-            if not (np.isfinite(loss) and np.isfinite(user_factors).all() and np.isfinite(item_factors).all()):
-                raise FloatingPointError(
-                    f"BPR diverged at epoch {epoch} (learning_rate {cfg.learning_rate}, regularization "
-                    f"{cfg.regularization}); lower learning_rate, keeping learning_rate * regularization well below 1"
-                )
-            self.training_loss_.append(loss)
-            if held_out is None:
-                log.debug("bpr epoch %d loss %.5f", epoch, loss)
-                if callback is not None:
-                    callback(epoch, loss)
-                continue
-            self.user_factors_, self.item_factors_, self.item_biases_ = user_factors, item_factors, item_biases
-            ndcg = self._validation_ndcg(user_items, held_out)
-            self.validation_ndcg_.append(ndcg)
-            log.debug("bpr epoch %d loss %.5f validation ndcg@10 %.4f", epoch, loss, ndcg)
-            if callback is not None:
-                callback(epoch, loss, {f"ndcg@{_VALIDATION_K}": ndcg})
-            if ndcg > best_ndcg:
-                best_ndcg, waited, self.best_epoch_ = ndcg, 0, epoch
-                best = (user_factors.copy(), item_factors.copy(), item_biases.copy())
-            else:
-                waited += 1
-                if waited >= cfg.patience:
-                    log.info(
-                        "bpr stopped early at epoch %d; best epoch %d (ndcg@10 %.4f)", epoch, self.best_epoch_, best_ndcg
-                    )
-                    break
-        if best is not None:
-            user_factors, item_factors, item_biases = best
-        self.user_factors_, self.item_factors_, self.item_biases_ = user_factors, item_factors, item_biases
+        n_users, n_items = train.shape
+        rng = seeding.rng(cfg.seed)
+        factors = (
+            rng.normal(0.0, _INIT_STD, (n_users, cfg.factors)).astype(np.float32),
+            rng.normal(0.0, _INIT_STD, (n_items, cfg.factors)).astype(np.float32),
+            np.zeros(n_items, dtype=np.float32),
+        )
+        self.user_factors_, self.item_factors_, self.item_biases_ = factors
+        sampler = _TripleSampler(train)
+        held_out = None if validation is None else ValidationSet.build(train, validation, n_users, rng)
+        history = train_epochs(
+            lambda epoch: _sgd_epoch(sampler, *factors, cfg, rng),
+            None if held_out is None else (lambda: validation_ndcg(self._score_block, held_out)),
+            lambda: tuple(array.copy() for array in factors),
+            self._keep_factors,
+            epochs=cfg.epochs,
+            patience=cfg.patience if held_out is not None else 0,
+            model_name=self.name,
+            callback=callback,
+        )
+        self.training_loss_ = history.losses
+        self.validation_ndcg_ = history.validation_ndcg
+        self.best_epoch_ = history.best_epoch if held_out is not None else None
 
-    def _validation_ndcg(self, user_items: sp.csr_matrix, held_out: sp.csr_matrix) -> float:
-        """nDCG@10 of the current factors on the users with held-out items, training items excluded."""
-        from pipelines.evaluation.metrics import ranking_metrics
-
-        users = np.flatnonzero(np.diff(held_out.indptr))
-        recommended, _ = self.recommend(users, k=_VALIDATION_K, exclude=user_items)
-        # Rows of recommended follow ``users``; pass the same rows of the held-out matrix.
-        metrics = ranking_metrics(recommended, held_out[users], _VALIDATION_K, self.n_items)
-        return float(metrics[f"ndcg@{_VALIDATION_K}"])
+    def _keep_factors(self, factors: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        self.user_factors_, self.item_factors_, self.item_biases_ = factors
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T + self.item_biases_
@@ -214,23 +132,6 @@ class BprRecommender(Recommender):
         self.validation_ndcg_ = [float(v) for v in state.get("validation_ndcg_", [])]
         best_epoch = int(state.get("best_epoch_", -1))
         self.best_epoch_ = None if best_epoch < 0 else best_epoch
-
-
-def _check_validation(validation: Any, shape: tuple[int, int]) -> sp.csr_matrix | None:
-    """The positive entries of ``validation`` as CSR, or None when there is none to stop on."""
-    if validation is None:
-        return None
-    if not sp.issparse(validation):
-        raise TypeError(f"validation must be a SciPy sparse matrix (users x items), got {type(validation).__name__}")
-    if validation.shape != shape:
-        raise ValueError(f"validation must have the shape of train {shape}, got {validation.shape}")
-    held_out = sp.csr_matrix(validation, dtype=np.float32, copy=True)
-    held_out.data = (held_out.data > 0).astype(np.float32)
-    held_out.eliminate_zeros()
-    if held_out.nnz == 0:
-        log.warning("validation has no positive entries; bpr trains all epochs without early stopping")
-        return None
-    return held_out
 
 
 class _TripleSampler:
@@ -271,52 +172,56 @@ def _sgd_epoch(
     cfg: BprConfig,
     rng: np.random.Generator,
 ) -> float:
-    """One pass over every positive in random order, updating the arrays in place; returns the mean loss."""
+    """One pass over every positive in random order, updating the arrays in place; returns the mean loss.
+
+    Stable for every value the config accepts: a row's summed gradient step in a batch is clipped
+    to norm ``_MAX_STEP`` (so factors grow at most linearly, whatever ``learning_rate``), and the
+    L2 penalty is applied as its proximal step, ``row / (1 + learning_rate * regularization * n)``
+    for a row touched n times, which shrinks and never overshoots (the explicit ``- lr * reg * row``
+    flips and grows rows once ``lr * reg * n > 2``). Both equal plain SGD to first order for small steps.
+    """
     order = rng.permutation(len(sampler))
-    lr, reg = np.float32(cfg.learning_rate), np.float32(cfg.regularization)
+    lr = np.float32(cfg.learning_rate)
+    decay = cfg.learning_rate * cfg.regularization
     total = 0.0
     for start in range(0, len(order), cfg.batch_size):
         batch = order[start : start + cfg.batch_size]
         users, positives = sampler.users[batch], sampler.items[batch]
         negatives = sampler.negatives(users, rng)
         p_u, q_i, q_j = user_factors[users], item_factors[positives], item_factors[negatives]
-        b_i, b_j = item_biases[positives], item_biases[negatives]
         difference = q_i - q_j
-        x = np.einsum("bf,bf->b", p_u, difference) + b_i - b_j
+        x = np.einsum("bf,bf->b", p_u, difference) + item_biases[positives] - item_biases[negatives]
         total += float(np.logaddexp(0.0, -x, dtype=np.float64).sum())
         # d ln sigmoid(x) / dx = sigmoid(-x); clipped so exp never overflows.
-        weight = (1.0 / (1.0 + np.exp(np.clip(x, -30.0, 30.0)))).astype(np.float32)[:, None]
-        user_step = lr * (weight * difference - reg * p_u)
-        # Positive and negative items in one scatter: factor steps with the bias step as a last column.
+        weight = (lr / (1.0 + np.exp(np.clip(x, -30.0, 30.0)))).astype(np.float32)[:, None]
+        # Positive and negative items in one update: factor steps with the bias step as a last column.
         item_step = np.empty((2 * len(batch), cfg.factors + 1), dtype=np.float32)
-        item_step[: len(batch), :-1] = weight * p_u - reg * q_i
-        item_step[len(batch) :, :-1] = -weight * p_u - reg * q_j
-        item_step[: len(batch), -1] = weight[:, 0] - reg * b_i
-        item_step[len(batch) :, -1] = -weight[:, 0] - reg * b_j
-        item_step *= lr
-        _scatter_add(user_factors, users, user_step)
-        items, summed = _sum_rows(np.concatenate([positives, negatives]), item_step)
-        item_factors[items] += summed[:, :-1]
-        item_biases[items] += summed[:, -1]
+        item_step[: len(batch), :-1] = weight * p_u
+        item_step[len(batch) :, :-1] = -item_step[: len(batch), :-1]
+        item_step[: len(batch), -1] = weight[:, 0]
+        item_step[len(batch) :, -1] = -weight[:, 0]
+        rows, step, shrink = _row_steps(users, weight * difference, decay)
+        user_factors[rows] = (user_factors[rows] + step) * shrink
+        rows, step, shrink = _row_steps(np.concatenate([positives, negatives]), item_step, decay)
+        item_factors[rows] = (item_factors[rows] + step[:, :-1]) * shrink
+        item_biases[rows] = (item_biases[rows] + step[:, -1]) * shrink[:, 0]
     return total / len(order)
 
 
-def _sum_rows(rows: np.ndarray, updates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct ``rows`` and, for each, the sum of its ``updates`` rows (one sparse product).
+def _row_steps(rows: np.ndarray, steps: np.ndarray, decay: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct ``rows``, each one's summed ``steps`` clipped to norm ``_MAX_STEP``, and its proximal
+    L2 shrink ``1 / (1 + decay * times touched)`` (a column).
 
-    Several times faster than ``np.add.at`` on 2-D updates, and it touches only the rows present.
+    Summing is one sparse product, several times faster than ``np.add.at`` on 2-D updates, and
+    touches only the rows present.
     """
     order = np.argsort(rows, kind="stable")
     sorted_rows = rows[order]
     first = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
     indptr = np.r_[first, len(rows)]
-    summing = sp.csr_matrix(
-        (np.ones(len(rows), dtype=updates.dtype), order, indptr), shape=(len(first), len(rows))
-    )
-    return sorted_rows[first], summing @ updates
-
-
-def _scatter_add(target: np.ndarray, rows: np.ndarray, updates: np.ndarray) -> None:
-    """``target[rows] += updates`` with repeated rows summed."""
-    distinct, summed = _sum_rows(rows, updates)
-    target[distinct] += summed
+    summing = sp.csr_matrix((np.ones(len(rows), dtype=steps.dtype), order, indptr), shape=(len(first), len(rows)))
+    summed = summing @ steps
+    norms = np.linalg.norm(summed, axis=1, keepdims=True)
+    summed *= np.minimum(1.0, _MAX_STEP / np.maximum(norms, 1e-30)).astype(np.float32)
+    shrink = (1.0 / (1.0 + decay * np.diff(indptr))).astype(np.float32)[:, None]
+    return sorted_rows[first], summed, shrink

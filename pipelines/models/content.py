@@ -23,20 +23,13 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from pipelines.errors import ConfigError
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
-from pipelines.models.sparse_inputs import check_seen, check_train, csr_from_state, csr_state
+from pipelines.models.base import ModelConfig, Recommender
+from pipelines.models.sparse_inputs import check_seen, csr_from_state, csr_state, require_item_features
 
 
 class ContentConfig(ModelConfig):
     """Hyperparameters of :class:`ContentRecommender` (``seed`` is unused: it is deterministic).
-
-    Defaults were tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42,
-    nDCG@10 with training items excluded, features from movies.csv and tags.csv; popularity
-    scores 0.207 there). Mean profiles: popularity exponent 0 (pure content) 0.009, 0.5 0.199,
-    1 0.221, 1.5 0.226 (the default), 2 0.224; binary and value weighting within 0.001. Ridge
-    profiles: 0.105 pure, 0.252 at exponent 1, 0.257 at 1.5, for a features x features solve at
-    fit (seconds for MovieLens' 4,000 kept features) and again when a saved model is loaded.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     user_profile: Literal["mean", "ridge"] = "mean"
@@ -77,46 +70,28 @@ class ContentRecommender(Recommender):
     requires_item_features: ClassVar[bool] = True
     config: ContentConfig
 
-    def __init__(self, config: ContentConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.item_profiles_: sp.csr_matrix | None = None
-        self.user_profiles_: sp.csr_matrix | None = None
-        self.item_prior_: np.ndarray | None = None
-        self.item_popularity_: np.ndarray | None = None
-        self.ridge_features_: np.ndarray | None = None  # ridge: the feature columns kept
-        self.n_fit_items_ = 0  # ridge: items the regression was solved on (added items come after)
-        self._ridge_factor: Any = None  # Cholesky factor of F^T F + lambda I, rebuilt after load
+    train_dtype: ClassVar[str] = "float64"
+    item_profiles_: sp.csr_matrix | None = None
+    user_profiles_: sp.csr_matrix | None = None
+    item_prior_: np.ndarray | None = None
+    ridge_features_: np.ndarray | None = None  # ridge: the feature columns kept
+    n_fit_items_ = 0  # ridge: items the regression was solved on (added items come after)
+    _ridge_factor: Any = None  # Cholesky factor of F^T F + lambda I, rebuilt after load
 
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
-    ) -> "ContentRecommender":
-        """Build item and user profiles from ``item_features`` (items x features) and ``train``.
-
-        ``validation`` and ``callback`` are accepted for the shared interface and unused (there
-        are no iterations). Raises TypeError/ValueError for a bad ``train`` (as every model),
-        ConfigError when ``item_features`` is None or has no columns, and ValueError when its
-        row count differs from the number of items.
-        """
-        matrix = check_train(train, self.name, dtype=np.float64)
-        profiles = item_profiles(item_features, matrix.shape[1], self.name)
+    def _fit(self, train: sp.csr_matrix, *, item_features: sp.csr_matrix, **unused: Any) -> None:
+        """Build item profiles from ``item_features`` (items x features) and user profiles from
+        ``train``; no iterations. Raises ValueError when the row count of ``item_features``
+        differs from the number of items."""
+        profiles = item_profiles(item_features, train.shape[1], self.name)
         self.item_profiles_ = profiles
-        self.item_popularity_ = item_popularity(matrix)
-        self.user_profiles_ = self.profiles_of(matrix)
+        self.user_profiles_ = self.profiles_of(train)
         self.item_prior_ = self._prior(self.item_popularity_)
-        self.n_users, self.n_items = matrix.shape
-        self.n_fit_items_ = self.n_items
+        self.n_fit_items_ = train.shape[1]
         self._ridge_factor = None
         if self.config.user_profile == "ridge":
             items_per_feature = np.diff(profiles.tocsc().indptr)
             self.ridge_features_ = np.flatnonzero(items_per_feature >= self.config.min_feature_items)
             self._ridge()  # factorise now: fit pays for it, not the first request
-        self.training_loss_ = []
-        return self
 
     def add_items(self, item_features: sp.csr_matrix) -> np.ndarray:
         """Append items described by content features (same columns as at fit); returns their indices.
@@ -224,8 +199,7 @@ def item_profiles(item_features: Any, n_items: int, model: str) -> sp.csr_matrix
     Raises ConfigError when there are no features (None or no columns), TypeError for a
     non-sparse input and ValueError for a row count other than ``n_items`` or non-finite values.
     """
-    if item_features is None or (hasattr(item_features, "shape") and item_features.shape[1] == 0):
-        raise ConfigError(f'model "{model}" needs item metadata (genres, titles or tags); the source has none')
+    require_item_features(item_features, model)
     if item_features.shape[0] != n_items:
         raise ValueError(
             f"item_features has {item_features.shape[0]} rows but train has {n_items} items; "

@@ -15,33 +15,39 @@ inverse on a GPU.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from pipelines import seeding
 from pipelines.compute.backend import ArrayBackend, get_backend
 from pipelines.errors import ConfigError
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
-from pipelines.models.sparse_inputs import check_seen, check_train, csr_from_state, csr_state
+from pipelines.models.base import ModelConfig, Recommender
+from pipelines.models.sparse_inputs import check_seen, csr_from_state, csr_state
 
 log = logging.getLogger(__name__)
 
+# Choosing lambda on validation: carves averaged, share of each user's items held out, most users
+# scored per carve, the candidate multiples of the mean Gram diagonal (1/32 to 128, a factor 2
+# apart), and the multiple used when nothing can be held out.
+_CARVES = 2
+_CARVE_FRACTION = 0.2
+_VALIDATION_USERS = 2_000
+_GRID = tuple(2.0**k for k in range(-5, 8))
+_FALLBACK_MULTIPLE = 1.0
+
 
 class EaseConfig(ModelConfig):
-    """Hyperparameters of :class:`EaseRecommender`, then its runtime options (``seed`` is unused).
+    """Hyperparameters of :class:`EaseRecommender`, then its runtime options (``seed`` draws the
+    validation carve when ``regularization`` is chosen at fit)."""
 
-    Tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42, nDCG@10 with
-    training items excluded) with binary input (weighting scheme ``none``): nDCG@10 0.401 at
-    ``regularization=130``, within 0.002 of that from 100 to 300; weighted inputs do worse. See
-    the table in :mod:`tests.models.test_model_ease`.
-    """
-
-    regularization: float = Field(130.0, gt=0.0, le=1e9, allow_inf_nan=False)
-    """L2 penalty ``lambda`` on ``B``, added to the diagonal of ``X^T X``. It is not scaled by the
-    data: larger matrices (more users per item) or larger confidences want a larger value."""
+    regularization: float | None = Field(None, gt=0.0, le=1e9, allow_inf_nan=False)
+    """L2 penalty ``lambda`` on ``B``, added to the diagonal of ``X^T X``. None (the default):
+    chosen at fit on a validation carve of the training data, on a grid scaled to its mean
+    Gram diagonal (the best value grows with interactions per item and with the confidence
+    scale), then used for the refit on all of it; the value used is ``regularization_``."""
     max_items: int = Field(50_000, ge=1, le=1_000_000)
     """Largest catalogue accepted. Fitting holds one or two dense items x items matrices (10 GB
     each at 50 000 items in float32); above it fit raises a ConfigError instead of exhausting
@@ -70,30 +76,16 @@ class EaseRecommender(Recommender):
     config_class: ClassVar[type[ModelConfig]] = EaseConfig
     config: EaseConfig
 
-    def __init__(self, config: EaseConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.item_weights_: np.ndarray | None = None
-        self.user_items_: sp.csr_matrix | None = None
-        self.item_popularity_: np.ndarray | None = None
+    item_weights_: np.ndarray | None = None
+    user_items_: sp.csr_matrix | None = None
+    regularization_: float | None = None
 
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
-    ) -> "EaseRecommender":
-        """Solve for ``B`` on ``train`` (users x items, weighted upstream); returns self.
-
-        ``item_features``, ``validation`` and ``callback`` are accepted for the shared interface
-        and unused: the solution is closed-form, there are no iterations to report. Raises
-        TypeError for a non-sparse ``train``, ValueError for an empty matrix or non-finite values,
-        ConfigError when the catalogue is larger than ``max_items``.
-        """
+    def _fit(self, train: sp.csr_matrix, **unused: Any) -> None:
+        """Solve for ``B`` on ``train`` (weighted upstream), with ``regularization`` or, when it is
+        None, the value :func:`choose_regularization` picks on a carve of ``train``. Raises
+        ConfigError when the catalogue is larger than ``max_items``."""
         cfg = self.config
-        user_items = check_train(train, self.name)
-        n_users, n_items = user_items.shape
+        n_items = train.shape[1]
         if n_items > cfg.max_items:
             need_gib = 2 * n_items**2 * np.dtype(cfg.dtype).itemsize / 2**30
             raise ConfigError(
@@ -101,22 +93,19 @@ class EaseRecommender(Recommender):
                 f"max_items is {cfg.max_items}; raise max_items if the memory is there, or use "
                 "itemknn or a factor model (als, svd) for this catalogue"
             )
+        self.regularization_ = cfg.regularization or choose_regularization(train, cfg.seed)
         backend = get_backend(cfg.device)
-        started = time.perf_counter()
-        weights = ease_weights(backend, user_items, cfg.regularization, np.dtype(cfg.dtype))
+        weights = ease_weights(backend, train, self.regularization_, np.dtype(cfg.dtype))
         self.item_weights_ = backend.to_host(weights).astype(np.float32, copy=False)
         del weights
         if not np.isfinite(self.item_weights_).all():
             raise FloatingPointError("EASE produced non-finite weights; raise regularization or use dtype float64")
-        self.user_items_ = user_items
-        self.item_popularity_ = item_popularity(user_items)
-        self.n_users, self.n_items = n_users, n_items
+        self.user_items_ = train
         self.training_loss_ = []
-        log.info(
-            "fit ease on %s (%d users x %d items, lambda %g) in %.2fs",
-            backend.name, n_users, n_items, cfg.regularization, time.perf_counter() - started,
-        )
-        return self
+
+    def fitted_params(self) -> dict[str, Any]:
+        """The regularization used (chosen on validation when the config leaves it None)."""
+        return {"regularization": self.regularization_}
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return np.asarray(self.user_items_[user_idx] @ self.item_weights_)
@@ -127,11 +116,97 @@ class EaseRecommender(Recommender):
         return np.asarray(check_seen(seen, self.n_items) @ self.item_weights_, dtype=np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"item_weights_": self.item_weights_, **csr_state(self.user_items_, "user_items_")}
+        return {
+            "item_weights_": self.item_weights_,
+            "regularization_": np.asarray(self.regularization_, dtype=np.float64),
+            **csr_state(self.user_items_, "user_items_"),
+        }
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.item_weights_ = state["item_weights_"]
         self.user_items_ = csr_from_state(state, "user_items_")
+        self.regularization_ = float(state["regularization_"]) if "regularization_" in state else None
+
+
+def choose_regularization(user_items: sp.csr_matrix, seed: int) -> float:
+    """The ``lambda`` with the best validation nDCG@10 on seeded carves of ``user_items``, for all of it.
+
+    Each of ``_CARVES`` carves holds out ``_CARVE_FRACTION`` of each user's items; candidates on a
+    log grid relative to the mean diagonal of the carved Gram matrix ``G = X^T X`` (the scale of
+    ``lambda``: it grows with interactions per item and with the confidence scale), a factor 2
+    apart, then the half-steps around the best, are scored by their nDCG@10 averaged over the
+    carves (one carve alone is noisy on small data; from ``_VALIDATION_USERS`` users on, one
+    carve is used). One eigendecomposition per carve serves every
+    candidate (:class:`_SpectralEase`). The best multiple is returned times the mean diagonal of
+    the full matrix, so the choice carries from the carves to the refit on all of ``user_items``.
+    """
+    from pipelines.models.validation import ValidationSet, carve_holdout, validation_ndcg
+
+    scorers = []
+    for rng in seeding.rng(seed).spawn(_CARVES):
+        kept, held = carve_holdout(user_items, _CARVE_FRACTION, rng)
+        validation = ValidationSet.build(kept, held, _VALIDATION_USERS, rng)
+        if validation is not None:
+            scorers.append((_SpectralEase(kept), kept, _mean_gram_diagonal(kept), validation))
+        if validation is not None and len(validation.users) >= _VALIDATION_USERS:
+            break  # enough users for a steady estimate from one carve: spare the next eigendecomposition
+    full_scale = _mean_gram_diagonal(user_items)
+    if not scorers:  # nobody has two items: nothing to validate on
+        return _FALLBACK_MULTIPLE * full_scale
+    measured: dict[float, float] = {}
+
+    def ndcg(multiple: float) -> float:
+        if multiple not in measured:
+            measured[multiple] = float(np.mean([
+                validation_ndcg(lambda users: spectral.scores(kept[users], multiple * scale), validation)
+                for spectral, kept, scale, validation in scorers
+            ]))
+        return measured[multiple]
+
+    best = max(_GRID, key=ndcg)
+    best = max((best / np.sqrt(2.0), best, best * np.sqrt(2.0)), key=ndcg)
+    log.info(
+        "ease: regularization %.4g x mean Gram diagonal chosen on validation (nDCG@10 %.4f; grid %s)",
+        best, measured[best], {f"{m:.3g}": round(v, 4) for m, v in sorted(measured.items())},
+    )
+    return float(best * full_scale)
+
+
+class _SpectralEase:
+    """EASE scores for any ``lambda`` from one eigendecomposition of the Gram matrix.
+
+    With ``X^T X = W diag(d) W^T`` (``W`` orthonormal columns, from the smaller of ``X X^T`` and
+    ``X^T X``), ``lambda P = I - W diag(d / (d + lambda)) W^T`` for ``P = (X^T X + lambda I)^-1``.
+    Off a user's own items (the ones ranked) EASE scores ``-(x P)_j / P_jj``, which is
+    ``(x W diag(d / (d + lambda)) W^T)_j / (lambda P_jj)``: a few thin products per candidate.
+    """
+
+    def __init__(self, user_items: sp.csr_matrix) -> None:
+        n_users, n_items = user_items.shape
+        x = user_items.astype(np.float64)
+        if n_users < n_items:
+            values, vectors = np.linalg.eigh((x @ x.T).toarray())
+            keep = values > values.max() * 1e-10
+            basis = np.asarray(x.T @ vectors[:, keep]) / np.sqrt(values[keep])
+        else:
+            values, basis = np.linalg.eigh((x.T @ x).toarray())
+            keep = values > values.max() * 1e-10
+            basis = basis[:, keep]
+        self.values = values[keep]
+        self.basis = np.ascontiguousarray(basis, dtype=np.float32)
+        self.squared = np.square(self.basis)
+
+    def scores(self, rows: sp.csr_matrix, regularization: float) -> np.ndarray:
+        """Scores (rows x items) of users from their training ``rows``; their own items' scores mean nothing."""
+        shrink = (self.values / (self.values + regularization)).astype(np.float32)
+        denominator = 1.0 - self.squared @ shrink  # lambda P_jj, in (0, 1]
+        projected = np.asarray(rows @ self.basis) * shrink
+        return (projected @ self.basis.T) / np.maximum(denominator, 1e-12)
+
+
+def _mean_gram_diagonal(user_items: sp.csr_matrix) -> float:
+    """Mean over items of ``sum_u x_ui^2`` (the diagonal of ``X^T X``): interactions per item for binary input."""
+    return float(np.square(user_items.data, dtype=np.float64).sum() / user_items.shape[1])
 
 
 def ease_weights(backend: ArrayBackend, user_items: sp.csr_matrix, regularization: float, dtype: np.dtype) -> Any:

@@ -21,15 +21,12 @@ from pydantic import Field, field_validator, model_validator
 
 from pipelines.models.base import IterationCallback, ModelConfig, Recommender
 from pipelines.models.content import ContentConfig, ContentRecommender, item_profiles
-from pipelines.models.sparse_inputs import check_seen, check_train
+from pipelines.models.sparse_inputs import check_seen
 
 
 class HybridConfig(ModelConfig):
     """Hyperparameters of :class:`HybridRecommender`.
-
-    Defaults were tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42,
-    nDCG@10 with training items excluded, features from movies.csv and tags.csv); the README's
-    model table gives the measured values against plain ALS.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     base: str = "als"
@@ -86,43 +83,33 @@ class HybridRecommender(Recommender):
     uses_interaction_order: ClassVar[bool] = True
     config: HybridConfig
 
-    def __init__(self, config: HybridConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.base_: Recommender | None = None
-        self.content_: ContentRecommender | None = None
-        self.warm_: np.ndarray | None = None
-        self.item_popularity_: np.ndarray | None = None
+    uses_validation: ClassVar[bool] = True  # for the base model
+    base_: Recommender | None = None
+    content_: ContentRecommender | None = None
+    warm_: np.ndarray | None = None
 
-    def fit(
+    def _fit(
         self,
         train: sp.csr_matrix,
         *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
+        item_features: sp.csr_matrix,
+        validation: sp.csr_matrix | None,
+        callback: IterationCallback | None,
         interaction_order: sp.csr_matrix | None = None,
-    ) -> "HybridRecommender":
+    ) -> None:
         """Fit the content model, then the base model (``validation``, ``callback`` and, when it
-        reads time order, ``interaction_order`` go to the base); returns self.
-
-        Raises as :class:`ContentRecommender` does for a bad ``train`` or missing
-        ``item_features`` (ConfigError), and whatever the base model raises.
-        """
+        reads time order, ``interaction_order`` go to the base)."""
         from pipelines.models import create_model
 
-        matrix = check_train(train, self.name)
-        item_profiles(item_features, matrix.shape[1], self.name)  # errors name the hybrid
+        item_profiles(item_features, train.shape[1], self.name)  # errors name the hybrid
         content = ContentRecommender(ContentConfig(**self.config.content_params))
-        content.fit(matrix, item_features=item_features)
+        content.fit(train, item_features=item_features)
         base = create_model(self.config.base, self.config.base_params)
         extra = {"interaction_order": interaction_order} if base.uses_interaction_order else {}
-        base.fit(matrix, item_features=item_features, validation=validation, callback=callback, **extra)
+        base.fit(train, item_features=item_features, validation=validation, callback=callback, **extra)
         self.base_, self.content_ = base, content
-        self.item_popularity_ = content.item_popularity_.copy()
         self.warm_ = self.item_popularity_ > 0
         self.training_loss_ = list(base.training_loss_)
-        self.n_users, self.n_items = matrix.shape
-        return self
 
     def add_items(self, item_features: sp.csr_matrix) -> np.ndarray:
         """Append items described by content features (fit-time columns); returns their indices.

@@ -17,7 +17,6 @@ popularity, which is why ``context`` scoring ranks far better than ``cosine`` on
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -25,8 +24,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from pipelines.features.order import check_interaction_order, time_ordered_sequences
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
-from pipelines.models.sparse_inputs import check_seen, check_train
+from pipelines.models.base import IterationCallback, ModelConfig, Recommender
+from pipelines.models.sparse_inputs import check_seen
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +35,7 @@ _MAX_SENTENCE = 10_000
 
 class Item2VecConfig(ModelConfig):
     """Hyperparameters of :class:`Item2VecRecommender`.
-
-    Defaults were tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42,
-    nDCG@10 with training items excluded, items in time order): 0.344 against 0.207 for
-    popularity and 0.376 for ALS. Uniform negative sampling (``ns_exponent=0``) matters most, as
-    Caselles-Dupré et al. (2018) found for recommendation data: word2vec's 0.75 scores 0.116
-    (window 5, 10 epochs), 0 scores 0.263 there. Then window 10 over 5 (0.294), 20 epochs over
-    10 (0.337) and learning rate 0.05 (0.344); a window of 20 or 40 epochs gain nothing more.
-    Averaging the whole history beats the last 50 items (0.304) or 10 (0.233), and scoring with
-    the context vectors beats the input vectors' cosine (0.009).
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     vector_size: int = Field(64, ge=2, le=1024)
@@ -87,36 +78,28 @@ class Item2VecRecommender(Recommender):
     uses_interaction_order: ClassVar[bool] = True
     config: Item2VecConfig
 
-    def __init__(self, config: Item2VecConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.item_vectors_: np.ndarray | None = None
-        self.context_vectors_: np.ndarray | None = None
-        self.has_vector_: np.ndarray | None = None
-        self.user_vectors_: np.ndarray | None = None
-        self.item_popularity_: np.ndarray | None = None
+    item_vectors_: np.ndarray | None = None
+    context_vectors_: np.ndarray | None = None
+    has_vector_: np.ndarray | None = None
+    user_vectors_: np.ndarray | None = None
 
-    def fit(
+    def _fit(
         self,
         train: sp.csr_matrix,
         *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
+        callback: IterationCallback | None,
         interaction_order: sp.csr_matrix | None = None,
-    ) -> "Item2VecRecommender":
-        """Learn item vectors from each user's items in ``interaction_order``; returns self.
-
-        ``interaction_order`` (users x items, the pattern of ``train``, values = 1-based time
-        rank) gives the sentences' order; without it each user's items are shuffled with the
-        seed and a warning says so. ``callback(epoch, loss)`` is called after each epoch with
-        gensim's running loss for it. ``item_features`` and ``validation`` are unused. Raises
-        TypeError/ValueError for a bad ``train`` or an order that does not match it.
-        """
+        **unused: Any,
+    ) -> None:
+        """Learn item vectors from each user's items in ``interaction_order`` (without it each
+        user's items are shuffled with the seed and a warning says so). ``callback(epoch, loss)``
+        follows each epoch with gensim's running loss for it. Raises ValueError for an order that
+        does not match ``train`` or a ``min_count`` no item reaches."""
         from gensim.models import Word2Vec
         from gensim.models.callbacks import CallbackAny2Vec
 
         cfg = self.config
-        matrix = check_train(train, self.name)
+        matrix = train
         sequences = time_ordered_sequences(matrix, interaction_order, cfg.seed, self.name)
         sentences = [chunk for seq in sequences for chunk in _chunks(seq.tolist(), _MAX_SENTENCE) if chunk]
         counts = np.diff(matrix.tocsc().indptr)
@@ -138,7 +121,6 @@ class Item2VecRecommender(Recommender):
                 if callback is not None:
                     callback(len(losses) - 1, losses[-1])
 
-        started = time.perf_counter()
         w2v = Word2Vec(
             sentences=sentences,
             vector_size=cfg.vector_size,
@@ -157,7 +139,7 @@ class Item2VecRecommender(Recommender):
             compute_loss=True,
             callbacks=[_EpochEnd()],
         )
-        n_users, n_items = matrix.shape
+        n_items = matrix.shape[1]
         keys = np.asarray(w2v.wv.index_to_key, dtype=np.int64)
         self.item_vectors_ = np.zeros((n_items, cfg.vector_size), dtype=np.float32)
         self.context_vectors_ = np.zeros((n_items, cfg.vector_size), dtype=np.float32)
@@ -166,14 +148,8 @@ class Item2VecRecommender(Recommender):
         self.has_vector_ = np.zeros(n_items, dtype=bool)
         self.has_vector_[keys] = True
         self.user_vectors_ = np.stack([self._user_vector(seq) for seq in sequences])
-        self.item_popularity_ = item_popularity(matrix)
         self.training_loss_ = losses
-        self.n_users, self.n_items = n_users, n_items
-        log.info(
-            "fit item2vec: %d items with vectors of %d, %d sentences, %.2fs",
-            len(keys), n_items, len(sentences), time.perf_counter() - started,
-        )
-        return self
+        log.debug("item2vec: %d items with vectors of %d, %d sentences", len(keys), n_items, len(sentences))
 
     def score_new_users(
         self, seen: sp.csr_matrix, *, interaction_order: sp.csr_matrix | None = None

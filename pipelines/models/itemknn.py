@@ -16,27 +16,21 @@ matrix (``n_items x neighbours``) plus one dense band bounded by ``block_element
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
-from pipelines.models.sparse_inputs import check_seen, check_train, csr_from_state, csr_state
+from pipelines.models.base import ModelConfig, Recommender
+from pipelines.models.sparse_inputs import check_seen, csr_from_state, csr_state
 
 log = logging.getLogger(__name__)
 
 
 class ItemKnnConfig(ModelConfig):
     """Hyperparameters of :class:`ItemKnnRecommender`, then its runtime options (``seed`` is unused).
-
-    Tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42, nDCG@10 with
-    training items excluded) with BM25 input (implicit's k1 100, b 0.8): 0.366 at the defaults,
-    against 0.308 at best with binary input (20 neighbours, shrinkage 50) and 0.207 for
-    popularity. ``shrinkage`` is in units of the input's scale: retune it with the weighting. See
-    the table in :mod:`tests.models.test_model_itemknn`.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     neighbours: int = Field(400, ge=1, le=10_000)
@@ -66,39 +60,14 @@ class ItemKnnRecommender(Recommender):
     #: The defaults were tuned on BM25 input (implicit's k1 100, b 0.8); binary does far worse.
     preferred_weighting: ClassVar[dict[str, Any]] = {"scheme": "bm25", "k1": 100.0, "b": 0.8}
 
-    def __init__(self, config: ItemKnnConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.similarity_: sp.csr_matrix | None = None
-        self.user_items_: sp.csr_matrix | None = None
-        self.item_popularity_: np.ndarray | None = None
+    similarity_: sp.csr_matrix | None = None
+    user_items_: sp.csr_matrix | None = None
 
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
-    ) -> "ItemKnnRecommender":
-        """Build the neighbourhood of every item from ``train`` (users x items, weighted upstream); returns self.
-
-        ``item_features``, ``validation`` and ``callback`` are accepted for the shared interface
-        and unused (no iterations). Raises TypeError for a non-sparse ``train``, ValueError for an
-        empty matrix or non-finite values.
-        """
+    def _fit(self, train: sp.csr_matrix, **unused: Any) -> None:
+        """Build every item's neighbourhood from ``train`` (weighted upstream); no iterations."""
         cfg = self.config
-        user_items = check_train(train, self.name)
-        started = time.perf_counter()
-        self.similarity_ = top_k_cosine(user_items, cfg.neighbours, cfg.shrinkage, cfg.block_elements)
-        self.user_items_ = user_items
-        self.item_popularity_ = item_popularity(user_items)
-        self.n_users, self.n_items = user_items.shape
-        self.training_loss_ = []
-        log.info(
-            "fit itemknn (%d users x %d items, %d similarities kept) in %.2fs",
-            self.n_users, self.n_items, self.similarity_.nnz, time.perf_counter() - started,
-        )
-        return self
+        self.similarity_ = top_k_cosine(train, cfg.neighbours, cfg.shrinkage, cfg.block_elements)
+        self.user_items_ = train
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return (self.user_items_[user_idx] @ self.similarity_).toarray()

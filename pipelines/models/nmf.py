@@ -12,7 +12,6 @@ final reconstruction error.
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from typing import Any, ClassVar, Literal
 
@@ -20,19 +19,15 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
-from pipelines.models.sparse_inputs import check_non_negative, check_seen, check_train
+from pipelines.models.base import IterationCallback, ModelConfig, Recommender
+from pipelines.models.sparse_inputs import check_non_negative, check_seen
 
 log = logging.getLogger(__name__)
 
 
 class NmfConfig(ModelConfig):
     """Hyperparameters of :class:`NmfRecommender` (scikit-learn's ``NMF`` with ``solver="cd"``).
-
-    Tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42, nDCG@10 with
-    training items excluded) with binary input: 0.359 at the defaults (converged in about 150
-    iterations), 0.314 without regularization, against 0.207 for popularity. See the table in
-    :mod:`tests.models.test_model_nmf`.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     factors: int = Field(64, ge=1, le=2048)
@@ -64,35 +59,19 @@ class NmfRecommender(Recommender):
     config_class: ClassVar[type[ModelConfig]] = NmfConfig
     config: NmfConfig
 
-    def __init__(self, config: NmfConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.user_factors_: np.ndarray | None = None
-        self.item_factors_: np.ndarray | None = None
-        self.item_popularity_: np.ndarray | None = None
-        self.n_iter_ = 0
+    input_values: ClassVar[str] = "non_negative"
+    user_factors_: np.ndarray | None = None
+    item_factors_: np.ndarray | None = None
+    n_iter_ = 0
 
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
-    ) -> "NmfRecommender":
-        """Factorize ``train`` (users x items, non-negative, weighted upstream); returns self.
-
-        ``item_features`` and ``validation`` are accepted for the shared interface and unused.
-        ``callback`` is called once, after the last iteration, as ``(last_iteration,
-        reconstruction_error)``. Raises TypeError for a non-sparse ``train``, ValueError for an
-        empty matrix, a non-finite or a negative value (naming where), or ``factors`` above
-        ``min(n_users, n_items)`` with an SVD-based ``init``.
-        """
+    def _fit(self, train: sp.csr_matrix, *, callback: IterationCallback | None, **unused: Any) -> None:
+        """Factorize ``train`` (non-negative, weighted upstream). ``callback`` is called once, after
+        the last iteration, as ``(last_iteration, reconstruction_error)``. Raises ValueError for
+        ``factors`` above ``min(n_users, n_items)`` with an SVD-based ``init``."""
         from sklearn.exceptions import ConvergenceWarning
 
         cfg = self.config
-        user_items = check_train(train, self.name)
-        check_non_negative(user_items, self.name)
-        n_users, n_items = user_items.shape
+        n_users, n_items = train.shape
         if cfg.init != "random" and cfg.factors > min(n_users, n_items):
             raise ValueError(
                 f"factors must be at most min(n_users, n_items) = {min(n_users, n_items)} with "
@@ -100,11 +79,10 @@ class NmfRecommender(Recommender):
                 "lower factors or use init='random'"
             )
         nmf = self._estimator()
-        started = time.perf_counter()
         with warnings.catch_warnings():
             # Reaching max_iter is reported below, once, naming the parameter to raise.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            user_factors = nmf.fit_transform(user_items)
+            user_factors = nmf.fit_transform(train)
         self.n_iter_ = int(nmf.n_iter_)
         if self.n_iter_ >= cfg.max_iter:
             log.warning(
@@ -112,17 +90,9 @@ class NmfRecommender(Recommender):
             )
         self.user_factors_ = np.ascontiguousarray(user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(nmf.components_.T, dtype=np.float32)
-        self.item_popularity_ = item_popularity(user_items)
-        self.n_users, self.n_items = n_users, n_items
-        loss = float(nmf.reconstruction_err_)
-        self.training_loss_ = [loss]
+        self.training_loss_ = [float(nmf.reconstruction_err_)]
         if callback is not None:
-            callback(self.n_iter_ - 1, loss)
-        log.info(
-            "fit nmf (%d users x %d items, %d factors, %d iterations, error %.4g) in %.2fs",
-            n_users, n_items, cfg.factors, self.n_iter_, loss, time.perf_counter() - started,
-        )
-        return self
+            callback(self.n_iter_ - 1, self.training_loss_[0])
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T

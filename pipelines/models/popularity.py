@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
+from pipelines.models.base import ModelConfig, Recommender
 
 
 class PopularityConfig(ModelConfig):
@@ -35,40 +35,15 @@ class PopularityRecommender(Recommender):
     config_class: ClassVar[type[ModelConfig]] = PopularityConfig
     config: PopularityConfig
 
-    def __init__(self, config: PopularityConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.item_scores_: np.ndarray | None = None
-        self.item_popularity_: np.ndarray | None = None
+    train_dtype: ClassVar[str] = "float64"  # sums of weights, then float32 scores
+    item_scores_: np.ndarray | None = None
 
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
-    ) -> "PopularityRecommender":
-        """Count (or sum) each item's interactions in ``train`` (users x items); returns self.
-
-        ``item_features`` and ``callback`` are accepted for the shared interface and unused (there
-        are no iterations). Raises TypeError for a non-sparse ``train``, ValueError for an empty
-        one or non-finite values.
-        """
-        if not sp.issparse(train):
-            raise TypeError(f"train must be a SciPy sparse matrix (users x items), got {type(train).__name__}")
-        matrix = sp.csr_matrix(train, dtype=np.float64)
-        if matrix.shape[0] == 0 or matrix.shape[1] == 0:
-            raise ValueError(f"train must have at least one user and one item, got shape {matrix.shape}")
-        if not np.isfinite(matrix.data).all():
-            raise ValueError("train has non-finite values (NaN or inf)")
-        self.item_popularity_ = item_popularity(matrix)
+    def _fit(self, train: sp.csr_matrix, **unused: Any) -> None:
+        """Count (or sum) each item's interactions: no iterations, nothing else is used."""
         if self.config.score_by == "users":
             self.item_scores_ = self.item_popularity_.copy()
         else:
-            self.item_scores_ = np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()
-        self.n_users, self.n_items = matrix.shape
-        self.training_loss_ = []
-        return self
+            self.item_scores_ = np.asarray(train.sum(axis=0), dtype=np.float32).ravel()
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.item_scores_, (len(user_idx), self.n_items))

@@ -9,10 +9,15 @@ keep the training rows to score known users).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from pipelines.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def check_train(train: Any, model: str, dtype: Any = np.float32) -> sp.csr_matrix:
@@ -36,6 +41,51 @@ def check_train(train: Any, model: str, dtype: Any = np.float32) -> sp.csr_matri
         row = int(np.searchsorted(matrix.indptr, bad, side="right") - 1)
         raise ValueError(f"train has a non-finite value at (user {row}, item {matrix.indices[bad]})")
     return matrix
+
+
+def checked_train(train: Any, model: str, values: str = "weights", dtype: Any = np.float32) -> sp.csr_matrix:
+    """What :meth:`Recommender.fit <pipelines.models.base.Recommender.fit>` hands a family: :func:`check_train`,
+    then ``values`` applied: ``binary`` keeps the positive entries as 1 (ValueError when there is
+    none), ``non_negative`` refuses a negative entry (:func:`check_non_negative`), ``weights``
+    keeps the values."""
+    matrix = check_train(train, model, dtype)
+    if values == "binary":
+        matrix.data = (matrix.data > 0).astype(matrix.dtype)
+        matrix.eliminate_zeros()
+        if matrix.nnz == 0:
+            raise ValueError(f"train has no positive entries; {model} needs at least one interaction")
+    elif values == "non_negative":
+        check_non_negative(matrix, model)
+    return matrix
+
+
+def checked_validation(validation: Any, shape: tuple[int, int], model: str) -> sp.csr_matrix | None:
+    """The positive entries of ``validation`` as a binary float32 CSR of the training ``shape``.
+
+    None when there is no validation or it holds no positive entry (a warning says so: the family
+    then trains without it). Raises TypeError for a non-sparse ``validation``, ValueError for
+    another shape.
+    """
+    if validation is None:
+        return None
+    if not sp.issparse(validation):
+        raise TypeError(f"validation must be a SciPy sparse matrix (users x items), got {type(validation).__name__}")
+    if validation.shape != shape:
+        raise ValueError(f"validation has shape {validation.shape} but train has {shape}; both are users x items")
+    held_out = sp.csr_matrix(validation, dtype=np.float32, copy=True)
+    held_out.sum_duplicates()
+    held_out.data = (np.nan_to_num(held_out.data) > 0).astype(np.float32)
+    held_out.eliminate_zeros()
+    if held_out.nnz == 0:
+        log.warning("validation has no positive entries; %s trains without it", model)
+        return None
+    return held_out
+
+
+def require_item_features(item_features: Any, model: str) -> None:
+    """Raise ConfigError when a content family gets no item features (None or no columns)."""
+    if item_features is None or (hasattr(item_features, "shape") and item_features.shape[1] == 0):
+        raise ConfigError(f'model "{model}" needs item metadata (genres, titles or tags); the source has none')
 
 
 def check_non_negative(matrix: sp.csr_matrix, model: str, name: str = "train") -> None:

@@ -10,8 +10,6 @@ runs on NumPy/SciPy or CuPy/cupyx.
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -20,19 +18,13 @@ from pydantic import Field
 
 from pipelines import seeding
 from pipelines.compute.backend import ArrayBackend, get_backend
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
-from pipelines.models.sparse_inputs import check_seen, check_train
-
-log = logging.getLogger(__name__)
+from pipelines.models.base import IterationCallback, ModelConfig, Recommender
+from pipelines.models.sparse_inputs import check_seen
 
 
 class SvdConfig(ModelConfig):
     """Hyperparameters of :class:`SvdRecommender`, then its runtime options.
-
-    Tuned on MovieLens latest-small (per-user stratified 75/25 split, seed 42, nDCG@10 with
-    training items excluded): 0.352 with binary input at ``factors=40`` (0.357 with ``linear``
-    weighting, 1 + rating), against 0.207 for popularity; neighbouring ``factors`` move it by about
-    0.005. See the table in :mod:`tests.models.test_model_svd`.
+    The defaults' measured quality: ``benchmarks/results/quality.json``.
     """
 
     factors: int = Field(40, ge=1, le=4096)
@@ -65,59 +57,32 @@ class SvdRecommender(Recommender):
     config_class: ClassVar[type[ModelConfig]] = SvdConfig
     config: SvdConfig
 
-    def __init__(self, config: SvdConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.user_factors_: np.ndarray | None = None
-        self.item_factors_: np.ndarray | None = None
-        self.singular_values_: np.ndarray | None = None
-        self.item_popularity_: np.ndarray | None = None
+    user_factors_: np.ndarray | None = None
+    item_factors_: np.ndarray | None = None
+    singular_values_: np.ndarray | None = None
 
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
-    ) -> "SvdRecommender":
-        """Decompose ``train`` (users x items, weighted upstream); returns self.
-
-        ``item_features`` and ``validation`` are accepted for the shared interface and unused.
-        ``callback`` is called once with ``(0, loss)``, where loss is the share of the matrix's
-        squared Frobenius norm that the kept factors leave unexplained. Raises TypeError for a
-        non-sparse ``train``, ValueError for an empty matrix, non-finite values, or ``factors``
-        not below ``min(n_users, n_items)``.
-        """
+    def _fit(self, train: sp.csr_matrix, *, callback: IterationCallback | None, **unused: Any) -> None:
+        """Decompose ``train`` (weighted upstream). ``callback`` is called once with ``(0, loss)``,
+        loss being the share of the squared Frobenius norm the kept factors leave unexplained.
+        Raises ValueError for ``factors`` not below ``min(n_users, n_items)``."""
         cfg = self.config
-        user_items = check_train(train, self.name)
-        n_users, n_items = user_items.shape
+        n_users, n_items = train.shape
         if cfg.factors >= min(n_users, n_items):
             raise ValueError(
                 f"factors must be below min(n_users, n_items) = {min(n_users, n_items)} for this "
                 f"training matrix ({n_users} x {n_items}), got {cfg.factors}"
             )
-        backend = get_backend(cfg.device)
-        started = time.perf_counter()
         item_factors, singular_values = randomized_svd(
-            backend, user_items, cfg.factors, cfg.oversamples, cfg.power_iterations, seeding.rng(cfg.seed)
+            get_backend(cfg.device), train, cfg.factors, cfg.oversamples, cfg.power_iterations, seeding.rng(cfg.seed)
         )
         self.item_factors_ = np.ascontiguousarray(item_factors, dtype=np.float32)
         self.singular_values_ = singular_values.astype(np.float32)
-        self.user_factors_ = np.asarray(user_items @ self.item_factors_, dtype=np.float32)
-        self.item_popularity_ = item_popularity(user_items)
-        self.n_users, self.n_items = n_users, n_items
-
-        total = float(np.square(user_items.data, dtype=np.float64).sum())
+        self.user_factors_ = np.asarray(train @ self.item_factors_, dtype=np.float32)
+        total = float(np.square(train.data, dtype=np.float64).sum())
         kept = float(np.square(self.singular_values_, dtype=np.float64).sum())
-        loss = max(0.0, 1.0 - kept / total)
-        self.training_loss_ = [loss]
+        self.training_loss_ = [max(0.0, 1.0 - kept / total)]
         if callback is not None:
-            callback(0, loss)
-        log.info(
-            "fit svd on %s (%d users x %d items, %d factors, %.1f%% of the energy kept) in %.2fs",
-            backend.name, n_users, n_items, cfg.factors, 100 * (1 - loss), time.perf_counter() - started,
-        )
-        return self
+            callback(0, self.training_loss_[0])
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T

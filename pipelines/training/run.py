@@ -121,6 +121,8 @@ def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking,
         mlflow.log_params(flatten({"train": config.model_dump(mode="json"), "model": model.config.model_dump(mode="json")}))
         mlflow.log_params(flatten({"features": features.manifest.get("config", {})}))
         mlflow.log_params(flatten({"weighting_applied": config.resolved_weighting().model_dump(mode="json")}))
+        # Choices fit made from the data (EASE's regularization when left to validation).
+        mlflow.log_params(flatten({"fitted": model.fitted_params()}))
         history = getattr(model, "training_history_", None) or [
             (step, loss, {}) for step, loss in enumerate(model.training_loss_, start=1)
         ]

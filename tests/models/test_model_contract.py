@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from pipelines.errors import ConfigError, ModelNotFittedError
 from pipelines.evaluation.metrics import ranking_metrics
-from pipelines.models import create_model, load_model, model_names
+from pipelines.models import create_model, load_model, model_class, model_names
 
 # nDCG@10 each family must reach on the planted data (popularity measures about 0.16 there).
 EXPECTED_NDCG = {"popularity": 0.14, "als": 0.40}
@@ -134,3 +134,21 @@ def test_fit_rejects_dense_and_empty_input(name):
 def test_unknown_parameter_is_a_config_error_naming_it(name):
     with pytest.raises(ConfigError, match=f"model {name!r}.*not_a_parameter"):
         create_model(name, {"not_a_parameter": 1})
+
+
+# Families trained by gradient steps, with the fewest epochs that still take many steps.
+_SGD_FAMILIES = {"bpr": {"epochs": 3}, "ncf": {"epochs": 2}, "multvae": {"epochs": 3}, "sequence": {"epochs": 2},
+                 "item2vec": {"epochs": 2}}
+
+
+@pytest.mark.parametrize("family", sorted(_SGD_FAMILIES))
+def test_largest_accepted_learning_rate_trains_and_a_larger_one_is_refused(family, planted, fit_inputs):
+    """Every value the form accepts must train: the bound is where stability ends, not a guess."""
+    bound = model_class(family).config_class.model_fields["learning_rate"].metadata
+    largest = min(getattr(item, "le", np.inf) for item in bound)
+    params = {**(FAST_PARAMS.get(family) or {}), **_SGD_FAMILIES[family], "learning_rate": largest}
+    model = create_model(family, params)
+    model.fit(planted.train, **fit_inputs(type(model), planted))
+    assert np.isfinite(model.training_loss_).all() and np.isfinite(model.score(np.arange(20))).all()
+    with pytest.raises(ConfigError, match=rf"model {family!r}: learning_rate"):
+        create_model(family, {**params, "learning_rate": largest * 2})

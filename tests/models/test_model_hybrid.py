@@ -94,14 +94,14 @@ def test_bad_configurations_are_config_errors():
 
 
 @pytest.mark.slow
-def test_movielens_defaults_beat_als(movielens_dir):
-    from movielens_data import metrics_at_10, movielens_splits
+def test_movielens_defaults_beat_its_own_base_model(movielens):
+    from movielens_data import metrics_at_10
 
     from pipelines.features.weighting import apply_weighting
 
-    data = movielens_splits(movielens_dir)
+    data = movielens
     binary = apply_weighting(data.train, "none")  # what the ALS defaults were tuned with
     hybrid = create_model("hybrid").fit(binary, item_features=data.item_features)
     ndcg = metrics_at_10(hybrid, data.train, data.test)["ndcg@10"]
     als = metrics_at_10(hybrid.base_, data.train, data.test)["ndcg@10"]
-    assert ndcg >= 0.383 and ndcg > als + 0.005, f"hybrid nDCG@10 {ndcg:.4f}, its ALS alone {als:.4f}"
+    assert ndcg > als + 0.005, f"hybrid nDCG@10 {ndcg:.4f}, its ALS alone {als:.4f}"

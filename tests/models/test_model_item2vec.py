@@ -7,17 +7,10 @@ import pytest
 import scipy.sparse as sp
 from pydantic import ValidationError
 
-from pipelines.models import create_model
 from pipelines.models.item2vec import Item2VecRecommender
 
-from sequence_fixtures import chain_split
 
 SMALL = {"window": 1, "epochs": 30, "vector_size": 16}
-
-
-@pytest.fixture(scope="module")
-def chain():
-    return chain_split()
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +86,3 @@ def test_config_bounds():
                           ({"recency_window": -1}, "recency_window"), ({"vector_size": 1}, "vector_size")):
         with pytest.raises(ValidationError, match=field):
             Item2VecRecommender(**params)
-
-
-@pytest.mark.slow
-def test_movielens_defaults_beat_popularity(movielens_dir):
-    from movielens_data import metrics_at_10, movielens_splits
-
-    data = movielens_splits(movielens_dir)
-    model = create_model("item2vec").fit(data.train, interaction_order=data.order)
-    ndcg = metrics_at_10(model, data.train, data.test)["ndcg@10"]
-    assert ndcg >= 0.30, f"item2vec nDCG@10 {ndcg:.4f} (popularity 0.207, ALS 0.376)"

@@ -12,68 +12,22 @@ NumPy from the exported weights: serving needs no torch.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field
 
 from pipelines import seeding
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
-from pipelines.models.deep.config import DeepModelConfig
-from pipelines.models.deep.data import interaction_matrix, split_for_early_stopping, validation_matrix
+from pipelines.models.base import IterationCallback, ModelConfig
+from pipelines.models.deep.base import TorchRecommender
+from pipelines.models.deep.config import MultVaeConfig
+from pipelines.models.validation import split_for_early_stopping
 
-_STATE_PREFIX = "module."
-_Width = Annotated[int, Field(ge=1, le=65_536)]
 #: Users encoded at once by the NumPy forward pass (bounds its dense temporaries).
 _ENCODE_BLOCK = 4_096
 
 
-class MultVaeConfig(DeepModelConfig):
-    """Hyperparameters of :class:`MultVaeRecommender` (then the shared loop's, then runtime options).
-
-    Defaults were tuned on MovieLens latest-small (per-user random 75/25 split, seed 42, nDCG@10
-    with training items excluded; ``tests/models/test_model_multvae.py`` holds the measured
-    floor). The paper's network (``encoder_dims=(600,)``, latent 200, tanh) peaked near 0.34
-    there and overfitted after: 610 users cannot fit a 9.7k x 600 layer twice over. Without
-    hidden layers (a linear encoder and decoder around the Gaussian latent) it reached 0.37 in
-    a third of the time, so that is the default; on catalogues with many more users, try the
-    paper's ``(600,)``.
-    """
-
-    encoder_dims: tuple[_Width, ...] = Field((), max_length=8)
-    """Hidden widths of the encoder, from the input side, tanh after each (the paper: (600,));
-    empty: the input row maps linearly to the latent's mean and log-variance."""
-    latent_dim: int = Field(200, ge=1, le=65_536)
-    """Width of the Gaussian latent."""
-    decoder_dims: tuple[_Width, ...] | None = Field(None, max_length=8)
-    """Hidden widths of the decoder, from the latent side; None mirrors ``encoder_dims``."""
-    dropout: float = Field(0.5, ge=0.0, lt=1.0, allow_inf_nan=False)
-    """Dropout on the normalised input row during training (the denoising that makes it work)."""
-    beta_cap: float = Field(0.2, ge=0.0, le=10.0, allow_inf_nan=False)
-    """Largest weight of the KL term (the paper's anneal cap)."""
-    anneal_steps: int = Field(300, ge=0, le=100_000_000)
-    """Optimizer steps over which the KL weight grows linearly from 0 to ``beta_cap`` (0:
-    ``beta_cap`` from the first step). 300 is about 30 epochs of MovieLens latest-small at the
-    default batch size; the paper used 200,000 steps on MovieLens 20M."""
-
-    epochs: int = Field(80, ge=1, le=10_000)
-    batch_size: int = Field(64, ge=1, le=1_000_000)
-    learning_rate: float = Field(2e-3, gt=0.0, le=10.0, allow_inf_nan=False)
-    patience: int = Field(10, ge=1, le=1_000)
-
-    def decoder_widths(self) -> tuple[int, ...]:
-        """The decoder's hidden widths (``decoder_dims``, or the encoder's reversed)."""
-        return tuple(reversed(self.encoder_dims)) if self.decoder_dims is None else self.decoder_dims
-
-    def beta(self, step: int) -> float:
-        """KL weight at optimizer step ``step`` (0-based)."""
-        if self.anneal_steps == 0:
-            return self.beta_cap
-        return min(self.beta_cap, self.beta_cap * step / self.anneal_steps)
-
-
-class MultVaeRecommender(Recommender):
+class MultVaeRecommender(TorchRecommender):
     """Mult-VAE collaborative filtering; scores are the decoder's logits for the user's latent.
 
     After :meth:`fit`: ``user_latent_`` (n_users, latent_dim: the posterior mean of each user's
@@ -87,45 +41,28 @@ class MultVaeRecommender(Recommender):
     config_class: ClassVar[type[ModelConfig]] = MultVaeConfig
     config: MultVaeConfig
 
-    def __init__(self, config: MultVaeConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.user_latent_: np.ndarray | None = None
-        self.item_popularity_: np.ndarray | None = None
-        self.validation_ndcg_: list[float] = []
-        self.best_epoch_: int = -1
-        self.module_state_: dict[str, np.ndarray] = {}
+    user_latent_: np.ndarray | None = None
 
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
-    ) -> "MultVaeRecommender":
-        """Train on ``train`` (users x items; positive values are interactions); returns self.
-
-        ``validation`` (same shape) drives early stopping; without it ``validation_fraction``
-        of each user's items is held out for that (the final user latents still encode every
-        training item). ``callback(epoch, loss, {"ndcg@10": v})`` follows each epoch.
-        ``item_features`` is accepted for the shared interface and unused. Raises TypeError for
-        non-sparse input, ValueError for an empty or non-finite ``train`` or a ``validation`` of
-        another shape.
-        """
+    def _fit(
+        self, train: sp.csr_matrix, *, validation: sp.csr_matrix | None, callback: IterationCallback | None, **unused: Any
+    ) -> None:
+        """Train on the interactions of ``train``. ``validation`` drives early stopping; without it
+        ``validation_fraction`` of each user's items is held out for that (the final user latents
+        still encode every training item)."""
         import torch
 
         from pipelines.models.deep import training
         from pipelines.models.deep.multvae_module import MultVaeModule, sparse_rows
 
         cfg = self.config
-        matrix = interaction_matrix(train)
-        checked_validation = None if validation is None else validation_matrix(validation, matrix.shape)
-        n_users, n_items = matrix.shape
+        matrix = train
+        n_items = matrix.shape[1]
         split_rng, order_rng = seeding.rng(cfg.seed).spawn(2)
         fit_matrix, validation_set = split_for_early_stopping(
-            matrix, checked_validation, cfg.validation_fraction, cfg.validation_users, split_rng
+            matrix, validation, cfg.validation_fraction, cfg.validation_users, split_rng
         )
         active_users = np.flatnonzero(np.diff(fit_matrix.indptr) > 0)  # empty rows teach nothing
+        steps_per_epoch = -(-len(active_users) // cfg.batch_size)
         step = 0
 
         with training.torch_session(cfg) as device:
@@ -141,7 +78,7 @@ class MultVaeRecommender(Recommender):
                 order = order_rng.permutation(active_users)
                 for start in range(0, len(order), cfg.batch_size):
                     users = order[start : start + cfg.batch_size]
-                    loss = module(rows_of(users), cfg.beta(step))
+                    loss = module(rows_of(users), cfg.beta(step, steps_per_epoch))
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -156,15 +93,8 @@ class MultVaeRecommender(Recommender):
                 module, run_epoch, score_users, validation_set, cfg,
                 model_name=self.name, model_args={"n_items": n_items}, callback=callback,
             )
-            self.module_state_ = {name: t.detach().cpu().numpy() for name, t in module.state_dict().items()}
-
-        self.n_users, self.n_items = n_users, n_items
+            self._keep(outcome, module)
         self.user_latent_ = self._encode(matrix)  # every training item, the held-out ones too
-        self.training_loss_ = outcome.losses
-        self.validation_ndcg_ = outcome.validation_ndcg
-        self.best_epoch_ = outcome.best_epoch
-        self.item_popularity_ = item_popularity(matrix)
-        return self
 
     # -- NumPy inference from the exported weights ----------------------------------------------
     def _layers(self, part: str) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -207,33 +137,19 @@ class MultVaeRecommender(Recommender):
         """Scores for new users from their seed items (rows of ``seen``, n_new x n_items).
 
         The same computation as for a training user: encode the seed row, decode the posterior
-        mean. Users without a positive seed item get popularity. Raises TypeError for a
-        non-sparse ``seen`` and ValueError when it has another number of items.
+        mean. Users without a positive seed item get popularity. Raises as
+        :meth:`~pipelines.models.deep.base.TorchRecommender._seed_rows` does.
         """
         self._check_fitted()
-        if not sp.issparse(seen):
-            raise TypeError(f"seen must be a SciPy sparse matrix (new users x items), got {type(seen).__name__}")
-        if seen.shape[1] != self.n_items:
-            raise ValueError(f"seen has {seen.shape[1]} item columns but the model was fit on {self.n_items} items")
-        seeds = sp.csr_matrix(seen, dtype=np.float32, copy=True)
-        seeds.data = (np.nan_to_num(seeds.data) > 0).astype(np.float32)
-        seeds.eliminate_zeros()
+        seeds = self._seed_rows(seen)
         scores = self._decode(self._encode(seeds))
         scores[np.diff(seeds.indptr) == 0] = self._unknown_user_scores()
         return scores
 
     # -- persistence ----------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
-        state = {
-            "user_latent_": self.user_latent_,
-            "validation_ndcg_": np.asarray(self.validation_ndcg_, dtype=np.float64),
-            "best_epoch_": np.asarray(self.best_epoch_, dtype=np.int64),
-        }
-        state.update({_STATE_PREFIX + name: array for name, array in self.module_state_.items()})
-        return state
+        return {"user_latent_": self.user_latent_, **self._training_state()}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.user_latent_ = state["user_latent_"]
-        self.validation_ndcg_ = state["validation_ndcg_"].tolist()
-        self.best_epoch_ = int(state["best_epoch_"])
-        self.module_state_ = {k[len(_STATE_PREFIX):]: v for k, v in state.items() if k.startswith(_STATE_PREFIX)}
+        self._load_training_state(state)

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from pipelines.models.deep.multvae import MultVaeConfig
+from pipelines.models.deep.config import MultVaeConfig
 
 
 def sparse_rows(rows: sp.csr_matrix, device: torch.device) -> torch.Tensor:
@@ -47,6 +47,9 @@ def _run(layers: nn.ModuleList, h: torch.Tensor) -> torch.Tensor:
         if index < len(layers) - 1:
             h = torch.tanh(h)
     return h
+
+
+_LOGVAR_BOUND = 20.0
 
 
 class MultVaeModule(nn.Module):
@@ -101,6 +104,9 @@ class MultVaeModule(nn.Module):
         ``rows`` come from :func:`sparse_rows`: their stored cells are the interactions.
         """
         mu, logvar = self.encode(rows)
+        # Bounded so exp(logvar) stays finite at any accepted step size (a variance of e^+-20 is
+        # far outside what a trained encoder emits).
+        logvar = logvar.clamp(-_LOGVAR_BOUND, _LOGVAR_BOUND)
         latent = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         log_probs = torch.log_softmax(self.decode(latent), dim=1)
         user, item = rows.indices()

@@ -14,68 +14,22 @@ regression on the item vectors; see :meth:`NcfRecommender.score_new_users`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field
 
 from pipelines import seeding
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
-from pipelines.models.deep.config import DeepModelConfig
-from pipelines.models.deep.data import interaction_matrix, split_for_early_stopping, validation_matrix
+from pipelines.models.base import IterationCallback, ModelConfig
+from pipelines.models.deep.base import TorchRecommender
+from pipelines.models.deep.config import NcfConfig
+from pipelines.models.validation import split_for_early_stopping
 
 #: Rounds of redrawing negatives that hit one of the user's positives (the rest are kept).
 _RESAMPLE_ROUNDS = 4
-_STATE_PREFIX = "module."
 
 
-class NcfConfig(DeepModelConfig):
-    """Hyperparameters of :class:`NcfRecommender` (then the shared loop's, then runtime options).
-
-    Defaults were tuned on MovieLens latest-small (per-user random 75/25 split, seed 42, nDCG@10
-    with training items excluded; ``tests/models/test_model_ncf.py`` holds the measured floor).
-    There the history input beat per-user id embeddings (best epochs 0.34 against 0.30, same
-    loss), the sampled softmax with 1,000 shared negatives beat BPR with 4 (0.36 against 0.31;
-    300 negatives fell short), strong embedding regularization held off overfitting (0.1; 0.01
-    peaked lower and decayed sooner), and one 64-wide ReLU tower layer hurt (0.28).
-    """
-
-    embedding_dim: int = Field(64, ge=1, le=4_096)
-    """Width of the user, history and item embeddings (and of the towers' input)."""
-    user_input: Literal["id", "history", "id+history"] = "history"
-    """What feeds the user tower: ``id``, a learnt embedding per user; ``history``, the mean of
-    learnt history embeddings of the user's items (shared by all users, so a new user folds in
-    exactly like a known one); ``id+history``, their sum."""
-    tower_layers: tuple[Annotated[int, Field(ge=1, le=8_192)], ...] = Field((), max_length=8)
-    """Output widths of each tower's linear layers (ReLU between them); empty: no towers, the
-    embeddings are compared directly."""
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
-    """Dropout between tower layers (unused without at least two layers)."""
-    item_bias: bool = True
-    """Learn a per-item bias added to every score, started at the log item frequency."""
-    loss: Literal["bpr", "bce", "softmax"] = "softmax"
-    """``bpr``: -log sigmoid(positive - negative), averaged over the negatives; ``bce``: logistic
-    loss of the positive as 1 and of the negatives (averaged) as 0; ``softmax``: cross-entropy of
-    the positive against negatives shared by the whole batch (a sampled softmax)."""
-    n_negatives: int = Field(1_000, ge=1, le=100_000)
-    """Negative items drawn uniformly: per interaction and epoch for ``bpr`` and ``bce`` (a few
-    suffice), per batch and shared by its examples for ``softmax`` (hundreds to thousands; at
-    least the catalogue size means the exact softmax over every item)."""
-    l2_regularization: float = Field(0.1, ge=0.0, le=100.0, allow_inf_nan=False)
-    """Penalty on the squared norms of the user inputs and item embeddings a batch uses."""
-    init_std: float = Field(0.1, gt=0.0, le=10.0, allow_inf_nan=False)
-    """Standard deviation of the normal initial embeddings."""
-    fold_in_regularization: float = Field(1.0, gt=0.0, le=1e6, allow_inf_nan=False)
-    """Ridge penalty when folding a new user in with ``user_input="id"`` (see
-    :meth:`NcfRecommender.score_new_users`)."""
-
-    epochs: int = Field(30, ge=1, le=10_000)
-    batch_size: int = Field(1_024, ge=1, le=1_000_000)
-    learning_rate: float = Field(5e-3, gt=0.0, le=10.0, allow_inf_nan=False)
-
-
-class NcfRecommender(Recommender):
+class NcfRecommender(TorchRecommender):
     """Two-tower neural collaborative filtering; scores are ``user_vectors_ @ item_vectors_.T + item_bias_``.
 
     After :meth:`fit`: ``user_vectors_`` (n_users, d) and ``item_vectors_`` (n_items, d) (tower
@@ -89,44 +43,26 @@ class NcfRecommender(Recommender):
     config_class: ClassVar[type[ModelConfig]] = NcfConfig
     config: NcfConfig
 
-    def __init__(self, config: NcfConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.user_vectors_: np.ndarray | None = None
-        self.item_vectors_: np.ndarray | None = None
-        self.item_bias_: np.ndarray | None = None
-        self.item_popularity_: np.ndarray | None = None
-        self.validation_ndcg_: list[float] = []
-        self.best_epoch_: int = -1
-        self.module_state_: dict[str, np.ndarray] = {}
+    user_vectors_: np.ndarray | None = None
+    item_vectors_: np.ndarray | None = None
+    item_bias_: np.ndarray | None = None
 
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
-    ) -> "NcfRecommender":
-        """Train on ``train`` (users x items; positive values are interactions); returns self.
-
-        ``validation`` (same shape) drives early stopping; without it ``validation_fraction``
-        of each user's items is held out for that. ``callback(epoch, loss, {"ndcg@10": v})``
-        follows each epoch. ``item_features`` is accepted for the shared interface and unused.
-        Raises TypeError for non-sparse input, ValueError for an empty or non-finite ``train``
-        or a ``validation`` of another shape.
-        """
+    def _fit(
+        self, train: sp.csr_matrix, *, validation: sp.csr_matrix | None, callback: IterationCallback | None, **unused: Any
+    ) -> None:
+        """Train on the interactions of ``train``. ``validation`` drives early stopping; without it
+        ``validation_fraction`` of each user's items is held out for that."""
         import torch
 
         from pipelines.models.deep import training
         from pipelines.models.deep.ncf_module import NcfModule
 
         cfg = self.config
-        matrix = interaction_matrix(train)
-        checked_validation = None if validation is None else validation_matrix(validation, matrix.shape)
+        matrix = train
         n_users, n_items = matrix.shape
         split_rng, sample_rng = seeding.rng(cfg.seed).spawn(2)
         fit_matrix, validation_set = split_for_early_stopping(
-            matrix, checked_validation, cfg.validation_fraction, cfg.validation_users, split_rng
+            matrix, validation, cfg.validation_fraction, cfg.validation_users, split_rng
         )
         sampler = _NegativeSampler(fit_matrix, cfg.n_negatives, sample_rng, shared=cfg.loss == "softmax")
 
@@ -169,14 +105,7 @@ class NcfRecommender(Recommender):
                 self.user_vectors_ = vectors.cpu().numpy().astype(np.float32)
                 self.item_vectors_ = module.item_vectors().cpu().numpy().astype(np.float32)
                 self.item_bias_ = module.item_biases().cpu().numpy().astype(np.float32)
-            self.module_state_ = {name: t.detach().cpu().numpy() for name, t in module.state_dict().items()}
-
-        self.training_loss_ = outcome.losses
-        self.validation_ndcg_ = outcome.validation_ndcg
-        self.best_epoch_ = outcome.best_epoch
-        self.item_popularity_ = item_popularity(matrix)
-        self.n_users, self.n_items = n_users, n_items
-        return self
+            self._keep(outcome, module)
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_vectors_[user_idx] @ self.item_vectors_.T + self.item_bias_
@@ -191,10 +120,10 @@ class NcfRecommender(Recommender):
         output space: ``min ||x - Q u||^2 + lambda ||u||^2`` for the binary seed row ``x`` and
         item vectors ``Q`` (lambda = ``fold_in_regularization``), ALS's least-squares fold-in.
         Scores are ``u . Q + item_bias_``; users without a positive seed item get popularity.
-        Raises TypeError for a non-sparse ``seen``, ValueError when it has another number of items.
+        Raises as :meth:`~pipelines.models.deep.base.TorchRecommender._seed_rows` does.
         """
         self._check_fitted()
-        seeds = _seed_rows(seen, self.n_items)
+        seeds = self._seed_rows(seen, np.float64)
         history = self.module_state_.get("history_embedding.weight")
         if history is not None:
             counts = np.maximum(np.diff(seeds.indptr), 1).astype(np.float32)
@@ -220,35 +149,18 @@ class NcfRecommender(Recommender):
         return h
 
     def _state(self) -> dict[str, np.ndarray]:
-        state = {
+        return {
             "user_vectors_": self.user_vectors_,
             "item_vectors_": self.item_vectors_,
             "item_bias_": self.item_bias_,
-            "validation_ndcg_": np.asarray(self.validation_ndcg_, dtype=np.float64),
-            "best_epoch_": np.asarray(self.best_epoch_, dtype=np.int64),
+            **self._training_state(),
         }
-        state.update({_STATE_PREFIX + name: array for name, array in self.module_state_.items()})
-        return state
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.user_vectors_ = state["user_vectors_"]
         self.item_vectors_ = state["item_vectors_"]
         self.item_bias_ = state["item_bias_"]
-        self.validation_ndcg_ = state["validation_ndcg_"].tolist()
-        self.best_epoch_ = int(state["best_epoch_"])
-        self.module_state_ = {k[len(_STATE_PREFIX):]: v for k, v in state.items() if k.startswith(_STATE_PREFIX)}
-
-
-def _seed_rows(seen: Any, n_items: int) -> sp.csr_matrix:
-    """New users' seed rows as binary float64 CSR; TypeError/ValueError on a bad ``seen``."""
-    if not sp.issparse(seen):
-        raise TypeError(f"seen must be a SciPy sparse matrix (new users x items), got {type(seen).__name__}")
-    if seen.shape[1] != n_items:
-        raise ValueError(f"seen has {seen.shape[1]} item columns but the model was fit on {n_items} items")
-    rows = sp.csr_matrix(seen, dtype=np.float64, copy=True)
-    rows.data = (np.nan_to_num(rows.data) > 0).astype(np.float64)
-    rows.eliminate_zeros()
-    return rows
+        self._load_training_state(state)
 
 
 def _history(users: np.ndarray, source: sp.csr_matrix, device: Any) -> Any:

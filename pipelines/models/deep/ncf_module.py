@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipelines.models.deep.ncf import NcfConfig
+from pipelines.models.deep.config import NcfConfig
 
 
 @dataclass(frozen=True)

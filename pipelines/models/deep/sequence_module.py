@@ -1,6 +1,6 @@
 """The torch side of the GRU4Rec model: network, losses, negative sampling, training epochs, scoring.
 
-Imported only by :mod:`pipelines.models.sequence` when a sequence model is fit or loaded, so
+Imported only by :mod:`pipelines.models.deep.sequence` when a sequence model is fit or loaded, so
 ``import pipelines.models`` never imports torch. Item ``i`` is token ``i + 1``; token 0 pads.
 """
 
