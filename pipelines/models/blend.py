@@ -24,8 +24,8 @@ import scipy.sparse as sp
 from pydantic import Field, field_validator, model_validator
 
 from pipelines.errors import ConfigError
-from pipelines.models.base import IterationCallback, ModelConfig, Recommender, item_popularity
-from pipelines.models.sparse_inputs import check_seen, check_train
+from pipelines.models.base import IterationCallback, ModelConfig, Recommender
+from pipelines.models.sparse_inputs import check_seen
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,7 @@ class BlendRecommender(Recommender):
     # Members weight their own input (member_weighting="preferred"): they need the stored values.
     preferred_weighting: ClassVar[dict[str, Any]] = {"scheme": "raw"}
     uses_interaction_order: ClassVar[bool] = True
+    uses_validation: ClassVar[bool] = True
     config: BlendConfig
 
     def __init__(self, config: BlendConfig | None = None, **params: Any) -> None:
@@ -150,28 +151,6 @@ class BlendRecommender(Recommender):
         self.weights_: np.ndarray | None = None
         self.members_: dict[str, Recommender] = {}
         self.validation_ndcg_: dict[str, float] = {}
-        self.item_popularity_: np.ndarray | None = None
-
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        *,
-        item_features: sp.csr_matrix | None = None,
-        validation: sp.csr_matrix | None = None,
-        callback: IterationCallback | None = None,
-        interaction_order: sp.csr_matrix | None = None,
-    ) -> "BlendRecommender":
-        """Check ``train``, then :meth:`_fit`; returns self."""
-        matrix = check_train(train, self.name)
-        if validation is not None:
-            validation = check_train(validation, self.name) if sp.csr_matrix(validation).nnz else None
-        self.item_popularity_ = item_popularity(matrix)
-        self._fit(
-            matrix, item_features=item_features, validation=validation, callback=callback,
-            interaction_order=interaction_order,
-        )
-        self.n_users, self.n_items = matrix.shape
-        return self
 
     def _fit(
         self,
