@@ -42,8 +42,13 @@ class FeatureConfig(BaseModel):
     """``stratified`` (per-user shuffle, Microsoft Recommenders protocol), ``random`` (each row
     independently), ``temporal_last_n`` (each user's latest ``last_n``) or ``temporal_cutoff``
     (everything at or after ``cutoff``)."""
+    stratify_by: Literal["user", "item"] = "user"
+    """``stratified`` only: the group each row's share is drawn within. ``user`` holds out
+    ``test_fraction`` of each user's interactions; ``item`` of each item's (Microsoft
+    Recommenders' MovieLens benchmark split, ``filter_by="item"``)."""
     test_fraction: float = 0.25
-    """Share of each user's interactions held out for test (stratified and random), in (0, 1)."""
+    """Share of each user's (or item's, see ``stratify_by``) interactions held out for test
+    (stratified and random), in (0, 1)."""
     validation_fraction: float = 0.0
     """When > 0, a validation split is carved from the *training* rows with the same method
     (this share of them for stratified/random, the last ``last_n`` for temporal_last_n, the latest

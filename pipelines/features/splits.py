@@ -84,6 +84,33 @@ def stratified_split(
     return df[in_train], df[~in_train]
 
 
+def item_stratified_split(
+    df: pd.DataFrame, test_fraction: float = 0.25, seed: int = 42, col_item: str = ITEM_IDX
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-item random split: Microsoft Recommenders' ``python_stratified_split(..., filter_by="item")``.
+
+    Their MovieLens benchmark split, transcribed from ``_do_stratification``: one draw per row
+    from ``numpy.random.RandomState(seed).rand(len(df))`` in the frame's row order (the stream
+    ``np.random.seed(seed)`` drives, without touching the global state), rows sorted by
+    (item, draw), and a row goes to train when its 1-based rank within its item divided by the
+    item's row count is ``<= 1 - test_fraction`` (float64, as pandas computes it). So an item
+    keeps ``floor((1 - test_fraction) * n)`` training rows: an item with one row is test only,
+    and its test rows stay relevant in evaluation although no model can rank it (as in their
+    benchmark). Users are not protected: :func:`split_interactions` drops the test rows of a
+    user left without a training row. Given the same frame in the same row order, the partition
+    is the one Recommenders returns. Returns ``(train, test)`` in input row order.
+    """
+    _check_fraction("test_fraction", test_fraction)
+    _check_columns(df, col_item)
+    items = df[col_item].to_numpy()
+    draws = np.random.RandomState(seed).rand(len(df))
+    order = np.lexsort((draws, items))
+    rank, size = _group_ranks(items[order])
+    in_train = np.empty(len(df), dtype=bool)
+    in_train[order] = rank.astype(np.float64) / size <= 1.0 - test_fraction
+    return df[in_train], df[~in_train]
+
+
 def random_split(
     df: pd.DataFrame, test_fraction: float = 0.25, seed: int = 42, col_user: str = USER_IDX
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -167,8 +194,9 @@ def drop_cold(
 def split_interactions(df: pd.DataFrame, config: FeatureConfig) -> SplitResult:
     """Apply the split ``config.split`` asks for, then carve validation from train if asked.
 
-    Validation uses the same method on the training rows: ``validation_fraction`` of them for
-    stratified/random (seeded with ``seed + 1`` so its draws differ from the test split's), each
+    ``stratified`` is per user, or per item when ``config.stratify_by == "item"``
+    (:func:`item_stratified_split`). Validation uses the same method on the training rows:
+    ``validation_fraction`` of them for stratified/random (seeded with ``seed + 1`` so its draws differ from the test split's), each
     user's last ``last_n`` training rows for temporal_last_n, and the rows at or after the
     ``1 - validation_fraction`` time quantile of train for temporal_cutoff. Test and validation
     finally keep only users with a training row (and, for temporal_cutoff, items seen in train);
@@ -178,6 +206,8 @@ def split_interactions(df: pd.DataFrame, config: FeatureConfig) -> SplitResult:
     with_validation = config.validation_fraction > 0
 
     def split_once(frame: pd.DataFrame, fraction: float, seed: int, stage: str) -> tuple:
+        if method == "stratified" and config.stratify_by == "item":
+            return (*item_stratified_split(frame, fraction, seed), 0)
         if method == "stratified":
             return (*stratified_split(frame, fraction, seed), 0)
         if method == "random":

@@ -4,6 +4,7 @@ Weights apply to the stored entries of a users x items CSR matrix; empty cells s
 input is never modified. Schemes, with ``r`` the stored value:
 
 - ``none``:   1.0 (binary)
+- ``raw``:    ``r`` as stored (ratings, counts): for models that weight their own inputs
 - ``linear``: ``1 + alpha * r``
 - ``log``:    ``1 + alpha * log1p(r / epsilon)``
 - ``bm25``:   ``alpha *`` implicit's ``bm25_weight(matrix, K1=k1, B=b)``: with N users, ``df_i``
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pipelines.errors import ConfigError, DataError
 from pipelines.features.config import check_range
 
-WeightingScheme = Literal["none", "linear", "log", "bm25"]
+WeightingScheme = Literal["none", "raw", "linear", "log", "bm25"]
 
 
 class WeightingConfig(BaseModel):
@@ -32,7 +33,7 @@ class WeightingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     scheme: WeightingScheme = "none"
-    """``none`` (binary), ``linear``, ``log`` or ``bm25``."""
+    """``none`` (binary), ``raw`` (the stored values), ``linear``, ``log`` or ``bm25``."""
     alpha: float = 1.0
     """Confidence scale (> 0): slope of linear/log, multiplier of bm25."""
     epsilon: float = 1.0
@@ -91,6 +92,8 @@ def apply_weighting(
         )
     if config.scheme == "none":
         weighted = np.ones_like(values)
+    elif config.scheme == "raw":
+        weighted = values
     elif config.scheme == "linear":
         weighted = 1.0 + config.alpha * values
     elif config.scheme == "log":

@@ -31,6 +31,7 @@ MODEL_FAMILIES: dict[str, str] = {
     "bpr": "pipelines.models.bpr:BprRecommender",
     "ncf": "pipelines.models.deep.ncf:NcfRecommender",
     "multvae": "pipelines.models.deep.multvae:MultVaeRecommender",
+    "blend": "pipelines.models.blend:BlendRecommender",
 }
 
 
