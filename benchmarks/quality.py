@@ -81,22 +81,13 @@ log = logging.getLogger("benchmarks.quality")
 def form_config(source: str, path: Path, families: Sequence[str], seed: int = SEED):
     """The PipelineConfig the trigger form builds for ``families`` on ``path`` with every other
     field at its default, but the item-stratified 75/25 split and ``seed``."""
-    from pipelines.params import defaults
     from pipelines.pipeline import from_params
 
     params: dict[str, Any] = {
         "source": source, "path": str(path), "models": list(families),
-        "split": "stratified", "test_fraction": TEST_FRACTION, "seed": seed, "k": K,
+        "split": "stratified", "stratify_by": STRATIFY_BY, "test_fraction": TEST_FRACTION, "seed": seed, "k": K,
     }
-    if "stratify_by" in defaults():
-        params["stratify_by"] = STRATIFY_BY
-        return from_params(params)
-    # The form has no stratify_by field yet: the features config takes it.
-    from pipelines.features.config import FeatureConfig
-
-    config = from_params(params)
-    features = FeatureConfig(**{**config.features.model_dump(), "stratify_by": STRATIFY_BY})
-    return config.model_copy(update={"features": features})
+    return from_params(params)
 
 
 def ingest_and_clean(config, lake: Path, key: str = "quality") -> tuple[dict, dict]:

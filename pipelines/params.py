@@ -92,6 +92,11 @@ def param_specs() -> dict[str, dict[str, Any]]:
         "n_trials": {"default": 20, "type": "integer", "minimum": 1, "maximum": 500, "title": "Trials per model", "section": "Tuning"},
         # -- data ------------------------------------------------------------------
         "split": {"default": "stratified", "type": "string", "enum": SPLITS, "title": "Split", "section": "Data"},
+        "stratify_by": {
+            "default": "user", "type": "string", "enum": ["user", "item"], "title": "Stratify the split by", "section": "Data",
+            "description": "With the stratified split: hold out the test fraction of each user's rows (user) or of each "
+                           "item's rows (item, the Microsoft Recommenders MovieLens benchmark protocol).",
+        },
         "test_fraction": {"default": 0.25, "type": "number", "exclusiveMinimum": 0.0, "exclusiveMaximum": 1.0, "title": "Test fraction", "section": "Data"},
         "synthetic_users": {"default": 1000, "type": "integer", "minimum": 10, "maximum": 100_000_000, "title": "Synthetic users", "section": "Data",
             "description": "synthetic only: number of users generated."},

@@ -114,7 +114,8 @@ def from_params(params: Mapping[str, Any]) -> PipelineConfig:
         return PipelineConfig(
             ingest=IngestConfig(**ingest),
             cleaning=CleaningConfig(max_rejected_fraction=p["max_rejected_fraction"], kcore=p["kcore"]),
-            features=FeatureConfig(split=p["split"], test_fraction=p["test_fraction"], **seeded),
+            features=FeatureConfig(split=p["split"], stratify_by=p["stratify_by"], test_fraction=p["test_fraction"],
+                                   **seeded),
             candidates=candidates,
             promotion=PromotionConfig(metric=f"{p['metric']}@{k}", margin=p["promotion_margin"]),
             dask=DaskConfig(gpu=bool(p["use_gpu"])),
