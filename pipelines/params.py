@@ -45,6 +45,10 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "default": 0.0, "type": "number", "minimum": 0.0, "maximum": 1.0, "title": "Promotion margin",
             "description": "Absolute improvement over the champion (or popularity) needed to take the alias.",
         },
+        "require_approval": {
+            "default": False, "type": "boolean", "title": "Require approval before promotion",
+            "description": "A better model waits for a person to approve its model card before it takes the champion alias.",
+        },
         "use_gpu": {"default": False, "type": "boolean", "title": "Use the GPU (falls back to CPU when absent)"},
         # -- model hyperparameters -----------------------------------------------
         "factors": {"default": 64, "type": "integer", "minimum": 1, "maximum": 1024, "title": "Latent factors", "section": "Model"},

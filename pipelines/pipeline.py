@@ -116,7 +116,8 @@ def from_params(params: Mapping[str, Any]) -> PipelineConfig:
             cleaning=CleaningConfig(max_rejected_fraction=p["max_rejected_fraction"], kcore=p["kcore"]),
             features=FeatureConfig(split=p["split"], test_fraction=p["test_fraction"], seed=p["seed"]),
             candidates=candidates,
-            promotion=PromotionConfig(metric=f"{p['metric']}@{k}", margin=p["promotion_margin"]),
+            promotion=PromotionConfig(metric=f"{p['metric']}@{k}", margin=p["promotion_margin"],
+                                      require_approval=bool(p["require_approval"])),
             dask=DaskConfig(gpu=bool(p["use_gpu"])),
             tuning=TuningConfig(n_trials=p["n_trials"], seed=p["seed"], metric=f"ndcg@{k}") if p["tune"] else None,
         )

@@ -57,7 +57,7 @@ def test_training_dag_shape(airflow_db):
     dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("recsys_training")
     assert dag.catchup is False
     assert dag.default_args["retries"] >= 1
-    assert {"plan", "ingest", "clean", "build_features", "train", "register_and_promote"} <= set(dag.task_ids)
+    assert {"plan", "ingest", "clean", "build_features", "train", "register_and_compare", "approval", "promote"} <= set(dag.task_ids)
     for name in ("source", "models", "factors", "iterations", "regularization", "split", "k", "metric",
                  "promotion_margin", "use_gpu", "path", "synthetic_users"):
         assert name in dag.params, name

@@ -1,0 +1,148 @@
+"""Property: whatever the order of runs, registry failures and reviews, the champion never gets worse.
+
+Each generated example is a few training runs against a real MLflow registry (SQLite): every
+run registers a version of known quality, compares it with the champion on its own held-out
+data (a per-run offset shifts every model's metric on that data alike), may wait for a
+reviewer, then applies the proposal. The runs are interleaved step by step in a generated
+order, so two promotions race; registry calls fail at generated points (wrapping the real
+client, as a locked database or a 503 would), and a failed step is retried like an Airflow
+task. After every step the model holding ``champion`` must be at least as good as every
+earlier champion.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import mlflow
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mlflow.exceptions import MlflowException
+
+from pipelines.errors import PromotionError
+from pipelines.tracking.promotion import (
+    Approval,
+    PromotionConfig,
+    alias_version,
+    apply_proposal,
+    champion_history,
+    compare,
+)
+
+pytestmark = pytest.mark.slow
+
+ATTEMPTS = 3  # the training DAG's retries=2
+TRANSIENT = (
+    lambda: MlflowException("(sqlite3.OperationalError) database is locked", error_code="INTERNAL_ERROR"),
+    lambda: MlflowException("API request failed with error code 503", error_code="TEMPORARILY_UNAVAILABLE"),
+    lambda: ConnectionError("connection reset by peer"),
+)
+
+
+class FlakyRegistry:
+    """The real MlflowClient, except that calls fail where ``rng`` says so."""
+
+    def __init__(self, client, rng: random.Random, failure_rate: float):
+        self._client, self._rng, self._rate = client, rng, failure_rate
+        self.failures = 0
+
+    def __getattr__(self, name):
+        target = getattr(self._client, name)
+        if not callable(target):
+            return target
+
+        def call(*args, **kwargs):
+            if self._rng.random() < self._rate:
+                self.failures += 1
+                raise self._rng.choice(TRANSIENT)()
+            return target(*args, **kwargs)
+
+        return call
+
+
+run_strategy = st.fixed_dictionaries({
+    "quality": st.integers(1, 19).map(lambda q: q / 20),  # the model's metric on reference data
+    "offset": st.integers(-3, 3).map(lambda o: o / 100),  # how this run's held-out data shifts every metric
+    "popularity": st.integers(1, 10).map(lambda p: p / 20),
+    "approval": st.sampled_from([None, True, False]),  # None: no approval required
+})
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    runs=st.lists(run_strategy, min_size=2, max_size=5),
+    order=st.lists(st.integers(0, 4), max_size=40),
+    failure_seed=st.integers(0, 2**32 - 1),
+    failure_rate=st.sampled_from([0.0, 0.1, 0.3]),
+    margin=st.sampled_from([0.0, 0.02]),
+)
+def test_champion_metric_never_goes_down(mlflow_home, runs, order, failure_seed, failure_rate, margin):
+    real = mlflow.MlflowClient(mlflow_home)
+    rng = random.Random(failure_seed)
+    flaky = FlakyRegistry(real, rng, failure_rate)
+    name = f"prop-{uuid.uuid4().hex[:8]}"
+    real.create_registered_model(name)
+    quality: dict[str, float] = {}
+    champions: list[str] = []
+    abandoned: list[int] = []
+
+    def check() -> None:
+        champion = alias_version(real, name, "champion")
+        if champion is not None and (not champions or champions[-1] != champion):
+            if champions:
+                previous = champions[-1]
+                assert quality[champion] > quality[previous], (
+                    f"@champion went from v{previous} ({quality[previous]}) to v{champion} ({quality[champion]})"
+                )
+            champions.append(champion)
+
+    def attempt(step):
+        for _ in range(ATTEMPTS):
+            try:
+                return step()
+            except (MlflowException, PromotionError, ConnectionError):
+                continue
+            finally:
+                check()
+        return None
+
+    def training_run(index: int, run: dict):
+        version = str(real.create_model_version(name, source=f"file:///models/{index}").version)
+        quality[version] = run["quality"]
+        config = PromotionConfig(registered_model=name, margin=margin, require_approval=run["approval"] is not None)
+
+        def evaluate_champion(champion: str) -> float:
+            if rng.random() < failure_rate:
+                raise OSError("artifact store unreachable")
+            return quality[champion] + run["offset"]
+
+        yield
+        proposal = attempt(lambda: compare(config, version, run["quality"] + run["offset"], run["popularity"] + run["offset"],
+                                           evaluate_champion, client=flaky))
+        if proposal is None:
+            abandoned.append(index)
+            return
+        approval = None
+        if proposal.requires_approval:
+            yield  # a person reads the card; other runs go on meanwhile
+            approval = Approval(approved=run["approval"], by="reviewer", at="2026-12-03T07:00:00+00:00", reason="test")
+        yield
+        if attempt(lambda: apply_proposal(proposal, approval, client=flaky)) is None:
+            abandoned.append(index)
+
+    active = [training_run(i, run) for i, run in enumerate(runs)]
+    choices = iter(order)
+    while active:
+        pick = next(choices, 0) % len(active)
+        try:
+            next(active[pick])
+        except StopIteration:
+            active.pop(pick)
+
+    if champions and not abandoned:
+        # Every completed move was recorded: the history ends at the serving version.
+        assert champion_history(real, name)[-1] == champions[-1]
+        assert real.get_model_version(name, champions[-1]).tags["promotion.status"] in ("promoted", "already_champion")
