@@ -1,0 +1,148 @@
+"""The serving stage under a real scheduler: review, approve or reject, skip the worse, roll back.
+
+`airflow standalone` (LocalExecutor, Airflow and MLflow on the local PostgreSQL, as in
+test_airflow_live) runs the training DAG with ``require_approval``. A first champion is
+trained outside Airflow (the CLI's path) to keep the test short. Then:
+
+1. a better model waits in the ``approval`` task with its card; a reviewer rejects it through
+   the HITL REST API: nothing moves, the version is ``challenger`` with who/when/why;
+2. the same model again, approved: ``champion`` moves and the champion Asset is emitted;
+3. a worse model: nobody is asked, nothing moves, no Asset event;
+4. the ``recsys_rollback`` DAG puts the first champion back, and it is what serves.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from pipelines.constants import CHAMPION_ASSET_URI
+from tests.integration.test_airflow_live import (  # noqa: F401  (fixtures)
+    CONF,
+    _get,
+    _headers,
+    _wait_for,
+    airflow_live,
+    postgres_databases,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FIRST = {**CONF, "models": ["als"], "factors": 32, "iterations": 10, "regularization": 1.0}  # beats popularity
+BETTER = {**CONF, "models": ["itemknn"], "require_approval": True}  # beats that ALS clearly on this data
+WORSE = {**CONF, "models": ["als"], "factors": 1, "iterations": 1, "regularization": 500.0, "require_approval": True}
+SEED_CHAMPION = """
+import json, sys
+from pipelines.pipeline import from_params, run_pipeline
+out = run_pipeline(from_params(json.loads(sys.argv[1])), "seed-champion", register=True)
+print(json.dumps(out["promotion"]["status"]))
+"""
+
+
+def _api(base: str, method: str, path: str, **kw):
+    import requests
+
+    resp = requests.request(method, base + path, headers=_headers(base), timeout=30, **kw)
+    assert resp.status_code < 300, (method, path, resp.status_code, resp.text[:1000])
+    return resp.json()
+
+
+def _run_dag(base: str, dag_id: str, conf: dict, until=("success", "failed"), seconds: float = 240) -> str:
+    run_id = _api(base, "POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})["dag_run_id"]
+    if until:
+        _wait_until_done(base, dag_id, run_id, seconds)
+    return run_id
+
+
+def _wait_until_done(base: str, dag_id: str, run_id: str, seconds: float = 240) -> None:
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
+    _wait_for(lambda: _get(base, path).json().get("state") in ("success", "failed"), seconds, f"{dag_id} run")
+    state = _get(base, path).json()["state"]
+    tasks = {t["task_id"]: t["state"] for t in _get(base, path + "/taskInstances").json().get("task_instances", [])}
+    assert state == "success", (state, tasks)
+
+
+def _task_states(base: str, dag_id: str, run_id: str) -> dict[str, str]:
+    rows = _get(base, f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json().get("task_instances", [])
+    return {t["task_id"]: t["state"] for t in rows}
+
+
+def _answer_approval(base: str, run_id: str, option: str, reason: str) -> dict:
+    """Wait for the approval request, check it shows the card, answer it as the UI does."""
+    path = f"/api/v2/dags/recsys_training/dagRuns/{run_id}/taskInstances/approval/-1/hitlDetails"
+    _wait_for(lambda: _get(base, path).status_code == 200, 240, "approval request")
+    request = _get(base, path).json()
+    assert "Model card" in request["body"] and "to @champion?" in request["subject"], request
+    return _api(base, "PATCH", path, json={"chosen_options": [option], "params_input": {"reason": reason}})
+
+
+def _champion_events(base: str, dag_id: str, run_id: str) -> list[dict]:
+    events = _get(base, f"/api/v2/assets/events?source_dag_id={dag_id}&source_run_id={run_id}").json()
+    return [e for e in events.get("asset_events", []) if e.get("uri") == CHAMPION_ASSET_URI]
+
+
+def test_review_approve_reject_skip_worse_and_roll_back(airflow_live, tmp_path):
+    import mlflow
+
+    base, env = airflow_live
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    seeded = subprocess.run([sys.executable, "-c", SEED_CHAMPION, json.dumps(FIRST)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert seeded.returncode == 0 and '"promoted"' in seeded.stdout, seeded.stderr[-3000:]
+    first = client.get_model_version_by_alias("recsys", "champion").version
+
+    for dag_id in ("recsys_training", "recsys_rollback"):
+        _wait_for(lambda d=dag_id: _get(base, f"/api/v2/dags/{d}").status_code == 200, 180, f"{dag_id} parsed")
+        _api(base, "PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
+    # 1. A better model is held for review; the reviewer rejects it.
+    rejected_run = _run_dag(base, "recsys_training", BETTER, until=None)
+    _answer_approval(base, rejected_run, "Reject", "genres look off")
+    _wait_until_done(base, "recsys_training", rejected_run)
+    rejected = client.get_model_version_by_alias("recsys", "challenger")
+    assert client.get_model_version_by_alias("recsys", "champion").version == first
+    assert rejected.tags["promotion.status"] == "rejected" and rejected.tags["approval.reason"] == "genres look off"
+    assert rejected.tags["approval.by"] and rejected.tags["approval.at"]
+    assert _task_states(base, "recsys_training", rejected_run)["promote"] == "skipped"
+    assert _champion_events(base, "recsys_training", rejected_run) == []
+
+    # 2. The same model again, approved: the alias moves and the Asset is emitted.
+    approved_run = _run_dag(base, "recsys_training", BETTER, until=None)
+    _answer_approval(base, approved_run, "Approve", "card checked")
+    _wait_until_done(base, "recsys_training", approved_run)
+    approved = client.get_model_version_by_alias("recsys", "champion")
+    assert approved.version not in (first, rejected.version) and approved.tags["recsys.model"] == "itemknn"
+    assert approved.tags["approval.decision"] == "approved" and approved.tags["promotion.status"] == "promoted"
+    assert "Model card" in approved.description
+    assert len(_champion_events(base, "recsys_training", approved_run)) == 1
+
+    # 3. A worse model: nobody is asked, nothing moves.
+    worse_run = _run_dag(base, "recsys_training", WORSE)
+    states = _task_states(base, "recsys_training", worse_run)
+    assert states["approval"] == "skipped" and states["promote"] == "skipped", states
+    assert client.get_model_version_by_alias("recsys", "champion").version == approved.version
+    assert _champion_events(base, "recsys_training", worse_run) == []
+
+    # 4. Roll back: the first champion serves again.
+    rollback_run = _run_dag(base, "recsys_rollback", {"reason": "itemknn too narrow"})
+    assert client.get_model_version_by_alias("recsys", "champion").version == first
+    rolled = client.get_model_version("recsys", approved.version)
+    assert rolled.tags["rollback.status"] == "rolled_back" and rolled.tags["rollback.reason"] == "itemknn too narrow"
+    assert len(_champion_events(base, "recsys_rollback", rollback_run)) == 1
+    users = pd.DataFrame({"user_id": ["0", "1", "2"]})
+    serving = _load("models:/recsys@champion", env, tmp_path / "serving")  # through the registry's alias
+    expected = _load(f"models:/recsys/{first}", env, tmp_path / "first")
+    pd.testing.assert_frame_equal(serving.predict(users, params={"k": 5}), expected.predict(users, params={"k": 5}))
+
+
+def _load(model_uri: str, env: dict, dst):
+    """Load a registered model from the test's own registry (not this process's default one)."""
+    import mlflow
+
+    dst.mkdir()
+    local = mlflow.artifacts.download_artifacts(model_uri, dst_path=str(dst), tracking_uri=env["MLFLOW_TRACKING_URI"])
+    return mlflow.pyfunc.load_model(local)
