@@ -74,14 +74,15 @@ def _task_states(base: str, dag_id: str, run_id: str) -> dict[str, str]:
 def _answer_approval(base: str, run_id: str, option: str, reason: str) -> dict:
     """Wait for the approval request, check it shows the card, answer it as the UI does."""
     path = f"/api/v2/dags/recsys_training/dagRuns/{run_id}/taskInstances/approval/-1/hitlDetails"
-    _wait_for(lambda: _get(base, path).status_code == 200, 240, "approval request")
+    _wait_for(lambda: _get(base, path).status_code == 200, 600, "approval request")
     request = _get(base, path).json()
     assert "Model card" in request["body"] and "to @champion?" in request["subject"], request
     return _api(base, "PATCH", path, json={"chosen_options": [option], "params_input": {"reason": reason}})
 
 
 def _champion_events(base: str, dag_id: str, run_id: str) -> list[dict]:
-    events = _get(base, f"/api/v2/assets/events?source_dag_id={dag_id}&source_run_id={run_id}").json()
+    # params= so the '+' of a run id's UTC offset is encoded (a bare '+' reads as a space)
+    events = _get(base, "/api/v2/assets/events", params={"source_dag_id": dag_id, "source_run_id": run_id}).json()
     return [e for e in events.get("asset_events", []) if e.get("uri") == CHAMPION_ASSET_URI]
 
 
@@ -90,14 +91,14 @@ def test_review_approve_reject_skip_worse_and_roll_back(airflow_live, tmp_path):
 
     base, env = airflow_live
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
-    seeded = subprocess.run([sys.executable, "-c", SEED_CHAMPION, json.dumps(FIRST)], env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert seeded.returncode == 0 and '"promoted"' in seeded.stdout, seeded.stderr[-3000:]
-    first = client.get_model_version_by_alias("recsys", "champion").version
-
-    for dag_id in ("recsys_training", "recsys_rollback"):
+    seeding = subprocess.Popen([sys.executable, "-c", SEED_CHAMPION, json.dumps(FIRST)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for dag_id in ("recsys_training", "recsys_rollback"):  # meanwhile Airflow parses the DAGs
         _wait_for(lambda d=dag_id: _get(base, f"/api/v2/dags/{d}").status_code == 200, 180, f"{dag_id} parsed")
         _api(base, "PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+    out, err = seeding.communicate(timeout=300)
+    assert seeding.returncode == 0 and '"promoted"' in out, err[-3000:]
+    first = client.get_model_version_by_alias("recsys", "champion").version
 
     # 1. A better model is held for review; the reviewer rejects it.
     rejected_run = _run_dag(base, "recsys_training", BETTER, until=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from typing import Callable
 
@@ -31,6 +32,32 @@ class FailingCalls:
             self.calls[name] += 1
             if self.calls[name] in self._fail_on.get(name, ()):
                 raise self._error()
+            return target(*args, **kwargs)
+
+        return call
+
+
+TRANSIENT = (
+    database_locked,
+    lambda: MlflowException("API request failed with error code 503", error_code="TEMPORARILY_UNAVAILABLE"),
+    lambda: ConnectionError("connection reset by peer"),
+)
+
+
+class RandomFailures:
+    """Delegates to ``client``; each call fails with probability ``rate`` (a transient error drawn by ``rng``)."""
+
+    def __init__(self, client, rng: random.Random, rate: float):
+        self._client, self._rng, self._rate = client, rng, rate
+
+    def __getattr__(self, name):
+        target = getattr(self._client, name)
+        if not callable(target):
+            return target
+
+        def call(*args, **kwargs):
+            if self._rng.random() < self._rate:
+                raise self._rng.choice(TRANSIENT)()
             return target(*args, **kwargs)
 
         return call
