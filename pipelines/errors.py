@@ -29,3 +29,7 @@ class UnknownModelError(ConfigError):
 
 class PromotionError(RecsysError, RuntimeError):
     """Registering or promoting a model failed; the serving alias was left untouched."""
+
+
+class ServingError(RecsysError, RuntimeError):
+    """Serving or batch scoring cannot proceed (no model under the alias, a bundle that does not load)."""
