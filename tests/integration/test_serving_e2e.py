@@ -9,13 +9,21 @@ trained outside Airflow (the CLI's path) to keep the test short. Then:
 2. the same model again, approved: ``champion`` moves and the champion Asset is emitted;
 3. a worse model: nobody is asked, nothing moves, no Asset event;
 4. the ``recsys_rollback`` DAG puts the first champion back, and it is what serves.
+
+Every move emits the champion Asset, so ``recsys_batch_scoring`` rewrites the batch table,
+whose current version follows the alias; a ``recsys serve`` started at the beginning answers
+from the new version each time without a restart.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -93,19 +101,32 @@ def test_review_approve_reject_skip_worse_and_roll_back(airflow_live, tmp_path):
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     seeding = subprocess.Popen([sys.executable, "-c", SEED_CHAMPION, json.dumps(FIRST)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for dag_id in ("recsys_training", "recsys_rollback"):  # meanwhile Airflow parses the DAGs
+    for dag_id in ("recsys_training", "recsys_rollback", "recsys_batch_scoring"):  # meanwhile Airflow parses them
         _wait_for(lambda d=dag_id: _get(base, f"/api/v2/dags/{d}").status_code == 200, 180, f"{dag_id} parsed")
         _api(base, "PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
     out, err = seeding.communicate(timeout=300)
     assert seeding.returncode == 0 and '"promoted"' in out, err[-3000:]
-    first = client.get_model_version_by_alias("recsys", "champion").version
+    first = str(client.get_model_version_by_alias("recsys", "champion").version)  # MLflow gives ints here, strs there
+    with _recsys_serve(env, tmp_path) as api:
+        assert _served_version(api) == first
+        _review_skip_and_roll_back(base, env, client, first, api, tmp_path)
+
+
+def _review_skip_and_roll_back(base, env, client, first, api, tmp_path):
+    import sqlalchemy as sa
+
+    from pipelines.serving.batch import current_version
+
+    database = subprocess.run([sys.executable, "-c", "from pipelines.serving.tables import default_database_url as u; print(u())"],
+                              env=env, capture_output=True, text=True, check=True).stdout.strip()
+    engine = sa.create_engine(database)
 
     # 1. A better model is held for review; the reviewer rejects it.
     rejected_run = _run_dag(base, "recsys_training", BETTER, until=None)
     _answer_approval(base, rejected_run, "Reject", "genres look off")
     _wait_until_done(base, "recsys_training", rejected_run)
     rejected = client.get_model_version_by_alias("recsys", "challenger")
-    assert client.get_model_version_by_alias("recsys", "champion").version == first
+    assert str(client.get_model_version_by_alias("recsys", "champion").version) == first
     assert rejected.tags["promotion.status"] == "rejected" and rejected.tags["approval.reason"] == "genres look off"
     assert rejected.tags["approval.by"] and rejected.tags["approval.at"]
     assert _task_states(base, "recsys_training", rejected_run)["promote"] == "skipped"
@@ -116,28 +137,77 @@ def test_review_approve_reject_skip_worse_and_roll_back(airflow_live, tmp_path):
     _answer_approval(base, approved_run, "Approve", "card checked")
     _wait_until_done(base, "recsys_training", approved_run)
     approved = client.get_model_version_by_alias("recsys", "champion")
-    assert approved.version not in (first, rejected.version) and approved.tags["recsys.model"] == "itemknn"
+    approved_version = str(approved.version)
+    assert approved_version not in (first, str(rejected.version)) and approved.tags["recsys.model"] == "itemknn"
     assert approved.tags["approval.decision"] == "approved" and approved.tags["promotion.status"] == "promoted"
     assert "Model card" in approved.description
     assert len(_champion_events(base, "recsys_training", approved_run)) == 1
+    # The Asset event schedules batch scoring: the table switches; the API follows the alias.
+    _wait_for(lambda: _current_batch(engine, current_version) == approved_version, 300, "batch table switch")
+    _wait_for(lambda: _served_version(api) == approved_version, 120, "API on the approved version")
 
     # 3. A worse model: nobody is asked, nothing moves.
     worse_run = _run_dag(base, "recsys_training", WORSE)
     states = _task_states(base, "recsys_training", worse_run)
     assert states["approval"] == "skipped" and states["promote"] == "skipped", states
-    assert client.get_model_version_by_alias("recsys", "champion").version == approved.version
+    assert str(client.get_model_version_by_alias("recsys", "champion").version) == approved_version
     assert _champion_events(base, "recsys_training", worse_run) == []
 
     # 4. Roll back: the first champion serves again.
     rollback_run = _run_dag(base, "recsys_rollback", {"reason": "itemknn too narrow"})
-    assert client.get_model_version_by_alias("recsys", "champion").version == first
-    rolled = client.get_model_version("recsys", approved.version)
+    assert str(client.get_model_version_by_alias("recsys", "champion").version) == first
+    rolled = client.get_model_version("recsys", approved_version)
     assert rolled.tags["rollback.status"] == "rolled_back" and rolled.tags["rollback.reason"] == "itemknn too narrow"
     assert len(_champion_events(base, "recsys_rollback", rollback_run)) == 1
+    _wait_for(lambda: _current_batch(engine, current_version) == first, 300, "batch table back on the first")
+    _wait_for(lambda: _served_version(api) == first, 120, "API back on the first champion")
+    engine.dispose()
     users = pd.DataFrame({"user_id": ["0", "1", "2"]})
     serving = _load("models:/recsys@champion", env, tmp_path / "serving")  # through the registry's alias
     expected = _load(f"models:/recsys/{first}", env, tmp_path / "first")
     pd.testing.assert_frame_equal(serving.predict(users, params={"k": 5}), expected.predict(users, params={"k": 5}))
+
+
+def _current_batch(engine, current_version):
+    try:
+        return current_version(engine, "recsys")
+    except Exception:  # noqa: BLE001 - the tables appear with the first batch run
+        return None
+
+
+def _served_version(api: str) -> str | None:
+    import requests
+
+    try:
+        answer = requests.get(f"{api}/recommendations/0", params={"k": 3}, timeout=10)
+    except requests.RequestException:
+        return None
+    return answer.json()["model"]["version"] if answer.status_code == 200 else None
+
+
+@contextmanager
+def _recsys_serve(env: dict, tmp_path):
+    """``recsys serve`` on a free loopback port, following @champion every second; stopped by process group."""
+    log = open(tmp_path / "serve.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--port", "0", "--poll-interval", "1"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def started():
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            return re.search(r"on (http://[0-9.]+:\d+)", (tmp_path / "serve.log").read_text())
+
+        _wait_for(started, 120, "recsys serve")
+        api = started().group(1)
+        _wait_for(lambda: _served_version(api) is not None, 120, "recsys serve ready")
+        yield api
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
 
 
 def _load(model_uri: str, env: dict, dst):
