@@ -81,8 +81,11 @@ def _task_states(base: str, dag_id: str, run_id: str) -> dict[str, str]:
 
 def _answer_approval(base: str, run_id: str, option: str, reason: str) -> dict:
     """Wait for the approval request, check it shows the card, answer it as the UI does."""
-    path = f"/api/v2/dags/recsys_training/dagRuns/{run_id}/taskInstances/approval/-1/hitlDetails"
-    _wait_for(lambda: _get(base, path).status_code == 200, 600, "approval request")
+    task = f"/api/v2/dags/recsys_training/dagRuns/{run_id}/taskInstances/approval"
+    path = f"{task}/-1/hitlDetails"
+    # Answer once the task is parked, as a person would: an answer that lands between the request
+    # being written and the task parking is lost by Airflow 3.3 (the task re-runs and asks again).
+    _wait_for(lambda: _get(base, task).json().get("state") == "awaiting_input", 600, "approval request")
     request = _get(base, path).json()
     assert "Model card" in request["body"] and "to @champion?" in request["subject"], request
     return _api(base, "PATCH", path, json={"chosen_options": [option], "params_input": {"reason": reason}})
