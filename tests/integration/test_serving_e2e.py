@@ -166,8 +166,8 @@ def _review_skip_and_roll_back(base, env, client, first, api, tmp_path):
     _wait_for(lambda: _served_version(api) == first, 120, "API back on the first champion")
     engine.dispose()
     users = pd.DataFrame({"user_id": ["0", "1", "2"]})
-    serving = _load("models:/recsys@champion", env, tmp_path / "serving")  # through the registry's alias
-    expected = _load(f"models:/recsys/{first}", env, tmp_path / "first")
+    serving = _load(client, str(client.get_model_version_by_alias("recsys", "champion").version), tmp_path / "serving")
+    expected = _load(client, first, tmp_path / "first")
     pd.testing.assert_frame_equal(serving.predict(users, params={"k": 5}), expected.predict(users, params={"k": 5}))
 
 
@@ -213,10 +213,10 @@ def _recsys_serve(env: dict, tmp_path):
         log.close()
 
 
-def _load(model_uri: str, env: dict, dst):
-    """Load a registered model from the test's own registry (not this process's default one)."""
+def _load(client, version: str, dst):
+    """Load a registered version from the test's own registry (not this process's default one)."""
     import mlflow
 
     dst.mkdir()
-    local = mlflow.artifacts.download_artifacts(model_uri, dst_path=str(dst), tracking_uri=env["MLFLOW_TRACKING_URI"])
-    return mlflow.pyfunc.load_model(local)
+    source = client.get_model_version_download_uri("recsys", version)
+    return mlflow.pyfunc.load_model(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst)))
