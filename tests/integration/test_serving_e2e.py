@@ -25,7 +25,6 @@ import subprocess
 import sys
 from contextlib import contextmanager
 
-import pandas as pd
 import pytest
 
 from pipelines.constants import CHAMPION_ASSET_URI
@@ -112,10 +111,10 @@ def test_review_approve_reject_skip_worse_and_roll_back(airflow_live, tmp_path):
     first = str(client.get_model_version_by_alias("recsys", "champion").version)  # MLflow gives ints here, strs there
     with _recsys_serve(env, tmp_path) as api:
         assert _served_version(api) == first
-        _review_skip_and_roll_back(base, env, client, first, api, tmp_path)
+        _review_skip_and_roll_back(base, env, client, first, api)
 
 
-def _review_skip_and_roll_back(base, env, client, first, api, tmp_path):
+def _review_skip_and_roll_back(base, env, client, first, api):
     import sqlalchemy as sa
 
     from pipelines.serving.batch import current_version
@@ -165,10 +164,6 @@ def _review_skip_and_roll_back(base, env, client, first, api, tmp_path):
     _wait_for(lambda: _current_batch(engine, current_version) == first, 300, "batch table back on the first")
     _wait_for(lambda: _served_version(api) == first, 120, "API back on the first champion")
     engine.dispose()
-    users = pd.DataFrame({"user_id": ["0", "1", "2"]})
-    serving = _load(client, str(client.get_model_version_by_alias("recsys", "champion").version), tmp_path / "serving")
-    expected = _load(client, first, tmp_path / "first")
-    pd.testing.assert_frame_equal(serving.predict(users, params={"k": 5}), expected.predict(users, params={"k": 5}))
 
 
 def _current_batch(engine, current_version):
@@ -211,12 +206,3 @@ def _recsys_serve(env: dict, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
-
-
-def _load(client, version: str, dst):
-    """Load a registered version from the test's own registry (not this process's default one)."""
-    import mlflow
-
-    dst.mkdir()
-    source = client.get_model_version_download_uri("recsys", version)
-    return mlflow.pyfunc.load_model(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst)))
