@@ -3,8 +3,11 @@
 
 Daily: ingest interactions, clean them (bad rows quarantined with a reason), build features,
 train every selected model on the same split, evaluate them on the held-out data, track all of
-it in MLflow, register the best and give it the `champion` alias only if it beats the current
-champion on this run's held-out data.
+it in MLflow, register the best with its model card and give it the `champion` alias only if it
+beats the current champion on this run's held-out data. With **Require approval** on, a better
+model first waits in the `approval` task (Airflow's *Required actions*) for a person to approve
+its card; otherwise that task is skipped. `promote` emits the champion Asset when the alias
+moves, which schedules batch scoring.
 
 Trigger it from the UI with the form (**Trigger DAG**), or through the REST API with the same
 keys as `conf`:
@@ -29,10 +32,15 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 
+from pipelines.constants import CHAMPION_ASSET_URI
 from pipelines.params import param_specs
 from pipelines.task_failures import fail_fast_on_bad_input
+
+APPROVAL_TIMEOUT = timedelta(days=1)  # then the default answer (Reject) applies and the next run can start
 
 
 def _schedule() -> str | None:
@@ -122,10 +130,38 @@ def recsys_training():
 
     @task
     @fail_fast_on_bad_input
-    def register_and_promote(plan: dict, results: list, features: dict, tracking: dict, lineage: dict) -> dict:
+    def register_and_compare(plan: dict, results: list, features: dict, tracking: dict, lineage: dict) -> dict:
         from pipelines import steps
 
-        return steps.register_and_promote(plan, results, features, tracking, lineage)
+        return steps.register_and_compare(plan, results, features, tracking, lineage)
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)  # skips only the approval task
+    def needs_approval(compared: dict) -> bool:
+        from pipelines import steps
+
+        return steps.needs_approval(compared)
+
+    approval = HITLOperator(
+        task_id="approval",
+        subject="Promote {{ ti.xcom_pull(task_ids='register_and_compare')['registered_model'] }} "
+        "v{{ ti.xcom_pull(task_ids='register_and_compare')['version'] }} to @champion?",
+        body="{{ ti.xcom_pull(task_ids='register_and_compare')['card'] }}",
+        options=["Approve", "Reject"],
+        defaults=["Reject"],
+        params={"reason": Param(None, type=["null", "string"], title="Why (recorded on the model version)")},
+        response_timeout=APPROVAL_TIMEOUT,
+    )
+
+    @task(outlets=[Asset(CHAMPION_ASSET_URI)], trigger_rule="none_failed")
+    @fail_fast_on_bad_input
+    def promote(compared: dict, tracking: dict) -> dict:
+        from pipelines import steps
+
+        review = get_current_context()["ti"].xcom_pull(task_ids="approval")  # None when nobody was asked
+        decision = steps.promote(compared, tracking, review)
+        if not decision["alias_moved"]:
+            raise AirflowSkipException(f"{decision['status']}: {decision['reason']}")  # no Asset event
+        return decision
 
     the_plan = plan()
     tracking = open_tracking_run(the_plan)
@@ -136,7 +172,8 @@ def recsys_training():
     results = train.partial(plan=the_plan, features=features, tracking=tracking, lineage=data_lineage).expand(
         candidate=list_candidates(the_plan)
     )
-    register_and_promote(the_plan, results, features, tracking, data_lineage)
+    compared = register_and_compare(the_plan, results, features, tracking, data_lineage)
+    needs_approval(compared) >> approval >> promote(compared, tracking)
 
 
 recsys_training()

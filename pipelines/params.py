@@ -71,6 +71,10 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "default": 0.0, "type": "number", "minimum": 0.0, "maximum": 1.0, "title": "Promotion margin",
             "description": "Absolute improvement over the champion (or popularity) needed to take the alias.",
         },
+        "require_approval": {
+            "default": False, "type": "boolean", "title": "Require approval before promotion",
+            "description": "A better model waits for a person to approve its model card before it takes the champion alias.",
+        },
         "use_gpu": {
             "default": None, "type": ["null", "boolean"], "title": "Use the GPU",
             "description": "On: every family that can use a GPU asks for one (CPU with a warning when absent). "

@@ -117,7 +117,8 @@ def from_params(params: Mapping[str, Any]) -> PipelineConfig:
             features=FeatureConfig(split=p["split"], stratify_by=p["stratify_by"], test_fraction=p["test_fraction"],
                                    **seeded),
             candidates=candidates,
-            promotion=PromotionConfig(metric=f"{p['metric']}@{k}", margin=p["promotion_margin"]),
+            promotion=PromotionConfig(metric=f"{p['metric']}@{k}", margin=p["promotion_margin"],
+                                      require_approval=bool(p["require_approval"])),
             dask=DaskConfig(gpu=bool(p["use_gpu"])),
             tuning=TuningConfig(n_trials=p["n_trials"], metric=f"ndcg@{k}", **seeded) if p["tune"] else None,
         )

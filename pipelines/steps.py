@@ -134,23 +134,42 @@ def train(
                            tracking, lineage)
 
 
-def register_and_promote(
+def register_and_compare(
     plan: Mapping[str, Any],
     results: list[Mapping[str, Any]],
     features: Mapping[str, Any],
     tracking: Mapping[str, str],
     lineage: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Register the best candidate; move the serving alias only if it beats the champion."""
-    from pipelines.training.promote import run_register_and_promote
+    """Register the best candidate with its model card and compare it with the champion; moves nothing."""
+    from pipelines.training.promote import run_register_and_compare
 
     _use_plan_tracking(plan)
     timings: dict[str, Any] = dict(features.get("timings", {}))
     for result in results:
         timings.update(result.get("timings", {}))
     with timed_step("register", timings):
-        decision = run_register_and_promote(
+        compared = run_register_and_compare(
             list(results), plan["config"]["promotion"], features["features_uri"], plan["run_key"], tracking, lineage
         )
     log_step_timings(tracking, timings)
-    return {**decision, "timings": timings}
+    return {**compared, "timings": timings}
+
+
+def needs_approval(compared: Mapping[str, Any]) -> bool:
+    """Whether a person must approve before the serving alias moves (the approval task runs only then)."""
+    return bool(compared["requires_approval"])
+
+
+def promote(compared: Mapping[str, Any], tracking: Mapping[str, str], review: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Move the serving alias (compare-and-set) or keep the candidate as challenger; ``review`` is the approval's answer."""
+    from pipelines.training.promote import run_promotion
+
+    return run_promotion(compared, tracking, review)
+
+
+def rollback(registered_model: str, by: str, reason: str, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Move the serving alias back to the previous champion, recording who and why."""
+    from pipelines.tracking.rollback import rollback_champion
+
+    return rollback_champion(registered_model, by=by, reason=reason, tracking_uri=tracking_uri).model_dump()

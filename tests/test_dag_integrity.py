@@ -57,8 +57,8 @@ def test_training_dag_shape(airflow_db):
     dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("recsys_training")
     assert dag.catchup is False
     assert dag.default_args["retries"] >= 1
-    assert {"plan", "ingest", "clean", "build_features", "train", "register_and_promote"} <= set(dag.task_ids)
-    for name in ("source", "models", "model_params", "seed", "split", "k", "metric",
+    assert {"plan", "ingest", "clean", "build_features", "train", "register_and_compare", "approval", "promote"} <= set(dag.task_ids)
+    for name in ("source", "models", "model_params", "seed", "split", "k", "metric", "require_approval",
                  "promotion_margin", "use_gpu", "path", "synthetic_users"):
         assert name in dag.params, name
 

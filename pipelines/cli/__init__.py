@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "pipelines.cli.train",
     "recommend": "pipelines.cli.recommend",
     "status": "pipelines.cli.status",
+    "rollback": "pipelines.cli.rollback",
     "serve": "pipelines.cli.serve",
 }
 

@@ -2,7 +2,9 @@
 
 ``predict`` calls the same :class:`RecommenderBundle` code that evaluation and batch scoring
 use, and the ``pipelines`` package ships with the model (``code_paths``), so a registered
-version loads in any environment with the pinned dependencies.
+version loads in any environment with the pinned dependencies. The model is logged as
+models-from-code (:mod:`pipelines.tracking.recommender_model`): no pickled object in the
+artifacts, and loading runs only this package's code.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pipelines.constants import ITEM, RANK, SCORE, USER
 
 DEFAULT_K = 10
 BUNDLE_ARTIFACT = "bundle"
+MODEL_CODE = Path(__file__).with_name("recommender_model.py")
 SEED_ITEMS = "seed_items"  # optional input column: a new user's items (list or 'a|b|c')
 
 
@@ -87,11 +90,11 @@ def _requirements() -> list[str]:
 
 
 def log_bundle_model(bundle_dir: str | Path, example_users: list[str], name: str = "model") -> Any:
-    """Log ``bundle_dir`` as a pyfunc model in the active run; returns MLflow's ModelInfo."""
+    """Log ``bundle_dir`` as a pyfunc model (models-from-code) in the active run; returns MLflow's ModelInfo."""
     package_dir = Path(__file__).resolve().parents[1]
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=RecommenderPyfunc(),
+        python_model=str(MODEL_CODE),
         artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
         code_paths=[str(package_dir)],
         signature=model_signature(),

@@ -117,6 +117,7 @@ def run_training(
 def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking, lineage) -> dict[str, str]:
     import mlflow
 
+    from pipelines.tracking.cards import hardware_tags
     from pipelines.tracking.plots import plot_loss_curve, plot_metrics_at_k
     from pipelines.tracking.pyfunc import log_bundle_model
     from pipelines.tracking.runs import flatten, start_child_run
@@ -147,6 +148,7 @@ def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking,
                     mlflow.log_metric(_metric_key(name.split("@")[0]) + "_at_k", float(value), step=k)
         mlflow.set_tags({f"lineage.{k}": str(v) for k, v in flatten(lineage).items()})
         mlflow.set_tag("features_uri", str(features.manifest.get("uri", "")))
+        mlflow.set_tags(hardware_tags())  # the model card says where it trained
         with tempfile.TemporaryDirectory() as tmp:
             losses = [loss for _, loss, _ in history]
             plot_loss_curve(losses, Path(tmp) / "loss_curve.png", f"{config.model} training loss")
