@@ -37,3 +37,15 @@ def step_bar(total: int, description: str) -> Iterator[Any]:
 
     with tqdm(total=total, desc=description, unit="step", file=sys.stderr, leave=False) as bar:
         yield bar
+
+
+@contextmanager
+def counter_bar(description: str, unit: str, total: int | None = None) -> Iterator[Any]:
+    """A bar of epochs, iterations or trials (``total`` unknown: a counter), shown like :func:`step_bar`."""
+    if not progress_enabled():
+        yield _Silent()
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=description, unit=unit, file=sys.stderr, leave=False) as bar:
+        yield bar

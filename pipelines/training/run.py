@@ -25,6 +25,7 @@ def fit_and_evaluate(config: TrainConfig, features: Any) -> tuple[Any, dict[str,
     from pipelines.evaluation.evaluate import metrics_at_ks
     from pipelines.features.weighting import apply_weighting
     from pipelines.models import create_model
+    from pipelines.progress import counter_bar
     from pipelines.seeding import seed_everything
 
     seed_everything(int(config.model_params().get("seed", 42)))
@@ -34,12 +35,16 @@ def fit_and_evaluate(config: TrainConfig, features: Any) -> tuple[Any, dict[str,
 
     def record(iteration: int, loss: float, metrics: Mapping[str, float] | None = None) -> None:
         history.append((int(iteration), float(loss), {k: float(v) for k, v in (metrics or {}).items()}))
+        bar.update()
+        bar.set_postfix_str(f"loss {float(loss):.4g}")
 
     extra: dict[str, Any] = {}
     if getattr(model, "uses_interaction_order", False):
         extra["interaction_order"] = getattr(features, "train_order", None)
     timings: dict[str, dict[str, float]] = {}
-    with timed_step(f"fit:{config.model}", timings) as fit_time:
+    rounds = getattr(model.config, "iterations", None) or getattr(model.config, "epochs", None)
+    with timed_step(f"fit:{config.model}", timings) as fit_time, \
+            counter_bar(f"fit {config.model}", "it", rounds if isinstance(rounds, int) else None) as bar:
         model.fit(
             weighted,
             item_features=features.item_features,

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from pipelines.errors import ConfigError
 from pipelines.features.store import FeatureSet
+from pipelines.progress import counter_bar
 from pipelines.training.config import TrainConfig
 from pipelines.tuning.config import TuningConfig, parse_tuning_config
 from pipelines.tuning.search_space import (
@@ -123,28 +124,30 @@ def tune_model(
     rows: list[dict[str, Any]] = []
     in_flight: dict[int, tuple["optuna.trial.Trial", dict[str, Any]]] = {}
     asked = 0
-    try:
-        while True:
-            while asked < tuning.n_trials and len(in_flight) < parallel and (asked == 0 or not _past(deadline)):
-                trial = study.ask()
-                params = suggest_params(trial, space)
-                asked += 1
-                try:
-                    job = _job(trial.number, train_config, params, tuning, settings, study, parallel)
-                except ConfigError as exc:  # a sampled combination the family's config rejects
-                    _finish(study, trial, _failed(trial.number, str(exc)), params, rows, trial_log, tuning)
-                    continue
-                runner.submit(job)
-                in_flight[trial.number] = (trial, params)
-            if not in_flight:
-                break
-            outcome = runner.next_finished()
-            trial, params = in_flight.pop(outcome.number)
-            _finish(study, trial, outcome, params, rows, trial_log, tuning)
-    finally:
-        runner.close()
-        for trial, _ in in_flight.values():  # interrupted: leave no trial RUNNING
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    with counter_bar(f"tune {train_config.model}", "trial", tuning.n_trials) as bar:
+        try:
+            while True:
+                while asked < tuning.n_trials and len(in_flight) < parallel and (asked == 0 or not _past(deadline)):
+                    trial = study.ask()
+                    params = suggest_params(trial, space)
+                    asked += 1
+                    try:
+                        job = _job(trial.number, train_config, params, tuning, settings, study, parallel)
+                    except ConfigError as exc:  # a sampled combination the family's config rejects
+                        _finish(study, trial, _failed(trial.number, str(exc)), params, rows, trial_log, tuning)
+                        continue
+                    runner.submit(job)
+                    in_flight[trial.number] = (trial, params)
+                if not in_flight:
+                    break
+                outcome = runner.next_finished()
+                trial, params = in_flight.pop(outcome.number)
+                _finish(study, trial, outcome, params, rows, trial_log, tuning)
+                bar.update()
+        finally:
+            runner.close()
+            for trial, _ in in_flight.values():  # interrupted: leave no trial RUNNING
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
     return _result(study, train_config, tuning, rows)
 
 
