@@ -39,9 +39,10 @@ from tests.integration.test_airflow_live import (  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-FIRST = {**CONF, "models": ["als"], "factors": 32, "iterations": 10, "regularization": 1.0}  # beats popularity
-BETTER = {**CONF, "models": ["itemknn"], "require_approval": True}  # beats that ALS clearly on this data
-WORSE = {**CONF, "models": ["als"], "factors": 1, "iterations": 1, "regularization": 500.0, "require_approval": True}
+FIRST = {**CONF, "models": ["als"], "model_params": {"als": {"factors": 32, "iterations": 10, "regularization": 1.0}}}  # beats popularity
+BETTER = {**CONF, "models": ["itemknn"], "model_params": {}, "require_approval": True}  # beats that ALS clearly on this data
+WORSE = {**CONF, "models": ["als"], "model_params": {"als": {"factors": 1, "iterations": 1, "regularization": 500.0}},
+         "require_approval": True}
 SEED_CHAMPION = """
 import json, sys
 from pipelines.pipeline import from_params, run_pipeline
@@ -84,7 +85,12 @@ def _answer_approval(base: str, run_id: str, option: str, reason: str) -> dict:
     path = f"{task}/-1/hitlDetails"
     # Answer once the task is parked, as a person would: an answer that lands between the request
     # being written and the task parking is lost by Airflow 3.3 (the task re-runs and asks again).
-    _wait_for(lambda: _get(base, task).json().get("state") == "awaiting_input", 600, "approval request")
+    def parked() -> bool:
+        run = _get(base, f"/api/v2/dags/recsys_training/dagRuns/{run_id}").json()
+        assert run.get("state") != "failed", ("the run failed before asking", _task_states(base, "recsys_training", run_id))
+        return _get(base, task).json().get("state") == "awaiting_input"
+
+    _wait_for(parked, 600, "approval request")
     request = _get(base, path).json()
     assert "Model card" in request["body"] and "to @champion?" in request["subject"], request
     return _api(base, "PATCH", path, json={"chosen_options": [option], "params_input": {"reason": reason}})
@@ -99,8 +105,11 @@ def _champion_events(base: str, dag_id: str, run_id: str) -> list[dict]:
 def test_review_approve_reject_skip_worse_and_roll_back(airflow_live, tmp_path):
     import mlflow
 
-    base, env = airflow_live
-    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    base, env, _ = airflow_live
+    # The store every process of this Airflow resolves from RECSYS_HOME alone (no MLFLOW_TRACKING_URI set).
+    tracking_uri = subprocess.run([sys.executable, "-c", "from pipelines.tracking.setup import default_tracking_uri as u; print(u())"],
+                                  env=env, capture_output=True, text=True, check=True).stdout.strip()
+    client = mlflow.MlflowClient(tracking_uri)
     seeding = subprocess.Popen([sys.executable, "-c", SEED_CHAMPION, json.dumps(FIRST)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for dag_id in ("recsys_training", "recsys_rollback", "recsys_batch_scoring"):  # meanwhile Airflow parses them

@@ -90,7 +90,7 @@ def test_the_registered_model_is_code_and_data_not_a_pickle(registry, tmp_path):
     loaded = mlflow.pyfunc.load_model(str(local))
     assert type(loaded.unwrap_python_model()).__name__ == "RecommenderPyfunc"
     recs = loaded.predict(pd.DataFrame({"user_id": ["0", "1"]}), params={"k": 3})
-    assert list(recs.columns) == ["user_id", "rank", "item_id", "score"] and len(recs) == 6
+    assert list(recs.columns) == ["user_id", "rank", "item_id", "score", "source"] and len(recs) == 6
 
 
 def _free_port() -> int:
