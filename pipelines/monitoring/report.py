@@ -28,6 +28,7 @@ from pipelines.tracking.runs import TAG_ROLE, TAG_RUN_KEY, flatten
 ROLE = "monitoring"
 TAG_MODEL, TAG_VERSION = "monitoring.registered_model", "monitoring.champion_version"
 PLOTS = "plots"
+HISTORY_RUNS = 100  # checks drawn in plots/history.png, the newest
 #: Measures drawn in ``plots/history.png`` (the ones a person follows over weeks).
 HISTORY_MEASURES = ("new_interactions_ratio", "new_user_share", "new_item_share", "popularity_js_excess",
                     "live_quality_ratio", "error_rate")
@@ -120,25 +121,31 @@ def plot_latency(latency_ms: np.ndarray, path: Path) -> Path:
 
 
 def plot_history(history: Sequence[Mapping[str, Any]], path: Path, measures: Sequence[str] = HISTORY_MEASURES) -> Path:
-    """Each of ``measures`` over the checks in ``history`` (``{"at": ms, "metrics": {...}}``, oldest first)."""
+    """Each of ``measures`` over the checks in ``history`` (``{"at": ms, "metrics": {...}}``, oldest
+    first): one point per check, labelled with its date (checks are evenly spaced on the axis)."""
     from datetime import datetime, timezone
 
     plt = _pyplot()
     columns = 3
     rows = (len(measures) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(13, 2.8 * rows), squeeze=False)
+    labels = [datetime.fromtimestamp(h["at"] / 1000, tz=timezone.utc).strftime("%m-%d %H:%M") for h in history]
+    step = max(1, len(history) // 6)
     for ax, measure in zip(axes.ravel(), measures):
-        points = [(datetime.fromtimestamp(h["at"] / 1000, tz=timezone.utc), h["metrics"][measure])
-                  for h in history if measure in h["metrics"]]
+        points = [(i, h["metrics"][measure]) for i, h in enumerate(history) if measure in h["metrics"]]
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
-            ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+            ticks = list(range(0, len(history), step))
+            ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=30, fontsize=7)
+            ax.set_xlim(-0.5, max(len(history) - 0.5, 0.5))
         else:
             ax.text(0.5, 0.5, "not measured yet", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
         ax.set_title(measure, fontsize=9)
     for ax in axes.ravel()[len(measures):]:
         ax.set_visible(False)
-    fig.subplots_adjust(left=0.06, right=0.98, top=0.92, bottom=0.15, hspace=0.6, wspace=0.25)  # tight_layout costs seconds
+    fig.suptitle(f"the last {len(history)} checks (UTC)", fontsize=10)
+    fig.subplots_adjust(left=0.06, right=0.98, top=0.88, bottom=0.15, hspace=0.7, wspace=0.25)  # tight_layout costs seconds
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -193,8 +200,9 @@ def html_report(result: Mapping[str, Any], images: Mapping[str, Path]) -> str:
 
 
 def _monitoring_runs(client: Any, experiment_id: str, registered_model: str) -> list[Any]:
-    return client.search_runs([experiment_id], filter_string=f"tags.`{TAG_MODEL}` = '{registered_model}'",
-                              order_by=["attributes.start_time ASC"], max_results=500)
+    newest = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_MODEL}` = '{registered_model}'",
+                                order_by=["attributes.start_time DESC"], max_results=HISTORY_RUNS)
+    return newest[::-1]
 
 
 def log_monitoring_run(
