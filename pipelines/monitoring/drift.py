@@ -5,7 +5,7 @@ current rows whose (user_id, item_id, timestamp) is not in the snapshot: rows af
 snapshot's last timestamp, late rows with older timestamps, and re-ratings of a pair (cleaning
 keeps one row per pair, the latest). Cleaning always sets a timestamp, so the key is complete.
 
-Measures (all vectorised: hashing, ``isin``, ``bincount``; millions of rows take seconds):
+Measures (vectorised: ids factorized once to integer codes, then hashing, ``isin`` and ``bincount``):
 
 - volume: ``new_interactions``, ``new_interactions_ratio`` (over the snapshot's rows) and
   ``volume_ratio`` (new rows over the snapshot's rows in its last period as long as the new rows'
@@ -62,20 +62,51 @@ class DriftResult:
     weekdays: np.ndarray = field(default_factory=lambda: np.zeros((2, 7)))
 
 
-def row_keys(frame: pd.DataFrame) -> pd.Series:
-    """A 64-bit hash of each row's (user_id, item_id, timestamp)."""
-    keyed = pd.DataFrame({USER: frame[USER].astype(str), ITEM: frame[ITEM].astype(str),
-                          TIMESTAMP: frame[TIMESTAMP].astype("int64")})
+@dataclass(frozen=True)
+class Encoded:
+    """Both sides' user and item ids as integer codes over their union (one factorization each)."""
+
+    snapshot_users: np.ndarray
+    snapshot_items: np.ndarray
+    current_users: np.ndarray
+    current_items: np.ndarray
+    item_ids: np.ndarray  # code -> raw item id
+    n_users: int
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+
+def encode(snapshot: pd.DataFrame, current: pd.DataFrame) -> Encoded:
+    """Factorize user and item ids over both frames: every later step works on integers."""
+    n = len(snapshot)
+
+    def codes(column: str) -> tuple[np.ndarray, np.ndarray]:
+        both = pd.concat([snapshot[column].astype(str), current[column].astype(str)], ignore_index=True)
+        found, uniques = pd.factorize(both)
+        return found.astype(np.int64), np.asarray(uniques, dtype=object)
+
+    users, user_ids = codes(USER)
+    items, item_ids = codes(ITEM)
+    return Encoded(users[:n], items[:n], users[n:], items[n:], item_ids, len(user_ids))
+
+
+def row_keys(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> pd.Series:
+    """A 64-bit hash of each row's (user code, item code, timestamp)."""
+    keyed = pd.DataFrame({"u": users, "i": items, "t": np.asarray(timestamps, dtype=np.int64)}, copy=False)
     return pd.util.hash_pandas_object(keyed, index=False)
 
 
-def new_rows_mask(snapshot: pd.DataFrame, current: pd.DataFrame) -> np.ndarray:
+def new_rows_mask(snapshot: pd.DataFrame, current: pd.DataFrame, encoded: Encoded | None = None) -> np.ndarray:
     """True for each ``current`` row whose (user_id, item_id, timestamp) is not in ``snapshot``."""
     if len(current) == 0:
         return np.zeros(0, dtype=bool)
     if len(snapshot) == 0:
         return np.ones(len(current), dtype=bool)
-    return ~row_keys(current).isin(row_keys(snapshot)).to_numpy()
+    e = encoded or encode(snapshot, current)
+    known = row_keys(e.snapshot_users, e.snapshot_items, snapshot[TIMESTAMP].to_numpy())
+    return ~row_keys(e.current_users, e.current_items, current[TIMESTAMP].to_numpy()).isin(known).to_numpy()
 
 
 def js_distance(p: np.ndarray, q: np.ndarray) -> float:
@@ -141,7 +172,10 @@ def normalised_wasserstein(reference: np.ndarray, current: np.ndarray) -> float:
 
     if len(reference) == 0 or len(current) == 0:
         return float("nan")
-    distance = float(wasserstein_distance(reference, current))
+    # On (value, count) pairs: ratings take few values, and sorting millions of them twice costs seconds.
+    ref_values, ref_counts = np.unique(reference, return_counts=True)
+    cur_values, cur_counts = np.unique(current, return_counts=True)
+    distance = float(wasserstein_distance(ref_values, cur_values, ref_counts, cur_counts))
     spread = float(np.std(reference))
     return distance / spread if spread > 0 else distance
 
@@ -167,15 +201,13 @@ def value_bins(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, 
     return edges[:-1].astype(float), ref_counts.astype(np.float64), cur_counts.astype(np.float64)
 
 
-def popularity_counts(snapshot_items: pd.Series, new_items: pd.Series) -> pd.DataFrame:
-    """item_id, snapshot, new: interaction counts of every item on either side, most popular (snapshot) first."""
-    codes, uniques = pd.factorize(pd.concat([snapshot_items.astype(str), new_items.astype(str)], ignore_index=True))
-    n = len(snapshot_items)
-    frame = pd.DataFrame({
-        ITEM: np.asarray(uniques, dtype=object),
-        "snapshot": np.bincount(codes[:n], minlength=len(uniques)),
-        "new": np.bincount(codes[n:], minlength=len(uniques)),
-    })
+def popularity_counts(snapshot_items: np.ndarray, new_items: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
+    """item_id, snapshot, new: interaction counts of every item on either side (item codes in,
+    ``item_ids[code]`` the raw id), most popular in the snapshot first."""
+    snapshot = np.bincount(snapshot_items, minlength=len(item_ids))
+    new = np.bincount(new_items, minlength=len(item_ids))
+    seen = (snapshot > 0) | (new > 0)
+    frame = pd.DataFrame({ITEM: item_ids[seen], "snapshot": snapshot[seen], "new": new[seen]})
     return frame.sort_values(["snapshot", "new"], ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -216,15 +248,16 @@ def drift_measures(snapshot: pd.DataFrame, current: pd.DataFrame, seed: int = 0)
     new rows are None when there are none. ``seed`` seeds the noise estimates.
     """
     rng = np.random.default_rng(seed)
-    new_mask = new_rows_mask(snapshot, current)
+    e = encode(snapshot, current)
+    new_mask = new_rows_mask(snapshot, current, e)
     new = current.loc[new_mask]
     n_new, n_snapshot = int(len(new)), int(len(snapshot))
-    snapshot_users = pd.Index(snapshot[USER].astype(str).unique())
-    snapshot_items = pd.Index(snapshot[ITEM].astype(str).unique())
-    new_users, new_items = new[USER].astype(str), new[ITEM].astype(str)
-    user_is_new = ~new_users.isin(snapshot_users).to_numpy()
-    item_is_new = ~new_items.isin(snapshot_items).to_numpy()
-    distinct_users, distinct_items = new_users.unique(), new_items.unique()
+    new_u, new_i = e.current_users[new_mask], e.current_items[new_mask]
+    user_known = np.zeros(e.n_users, dtype=bool)
+    user_known[e.snapshot_users] = True
+    item_known = np.zeros(e.n_items, dtype=bool)
+    item_known[e.snapshot_items] = True
+    distinct_u, distinct_i = np.unique(new_u), np.unique(new_i)
     snap_ts, new_ts = snapshot[TIMESTAMP].to_numpy(np.int64), new[TIMESTAMP].to_numpy(np.int64)
     measures: dict[str, float | None] = {
         "snapshot_interactions": float(n_snapshot),
@@ -234,12 +267,12 @@ def drift_measures(snapshot: pd.DataFrame, current: pd.DataFrame, seed: int = 0)
         "snapshot_rows_missing": float(n_snapshot - (len(current) - n_new)),
         "volume_ratio": volume_ratio(snap_ts, new_ts),
         "days_since_snapshot": ((int(new_ts.max()) - int(snap_ts.max())) / DAY) if n_new and n_snapshot else None,
-        "new_user_share": _share(user_is_new),
-        "new_item_share": _share(item_is_new),
-        "new_user_share_distinct": _share(~pd.Index(distinct_users).isin(snapshot_users)),
-        "new_item_share_distinct": _share(~pd.Index(distinct_items).isin(snapshot_items)),
-        "new_users": float(len(pd.Index(distinct_users).difference(snapshot_users))),
-        "new_items": float(len(pd.Index(distinct_items).difference(snapshot_items))),
+        "new_user_share": _share(~user_known[new_u]),
+        "new_item_share": _share(~item_known[new_i]),
+        "new_user_share_distinct": _share(~user_known[distinct_u]),
+        "new_item_share_distinct": _share(~item_known[distinct_i]),
+        "new_users": float((~user_known[distinct_u]).sum()),
+        "new_items": float((~item_known[distinct_i]).sum()),
     }
     result = DriftResult(measures=measures, new_mask=new_mask)
     keys = ("popularity_js", "popularity_js_null", "popularity_js_excess", "popularity_psi", "rating_ks",
@@ -249,7 +282,7 @@ def drift_measures(snapshot: pd.DataFrame, current: pd.DataFrame, seed: int = 0)
     if n_new == 0 or n_snapshot == 0:
         return result
 
-    popularity = popularity_counts(snapshot[ITEM], new[ITEM])
+    popularity = popularity_counts(e.snapshot_items, new_i, e.item_ids)
     js, noise, excess = js_excess(popularity["snapshot"].to_numpy(), popularity["new"].to_numpy(), rng)
     measures.update(popularity_js=js, popularity_js_null=noise, popularity_js_excess=excess,
                     popularity_psi=head_psi(popularity))
