@@ -13,10 +13,10 @@ into a config and refuses bad ones naming the field.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal, Mapping, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipelines.cleaning.config import CleaningConfig
 from pipelines.constants import DEFAULT_REGISTERED_MODEL, SERVING_ALIAS
@@ -179,13 +179,10 @@ class MonitoringConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the sampling-noise estimates")
     thresholds: Thresholds = Field(default_factory=Thresholds)
 
-    @model_validator(mode="after")
-    def _window_end_aware(self) -> "MonitoringConfig":
-        if self.window_end is not None and self.window_end.tzinfo is None:
-            from datetime import timezone
-
-            object.__setattr__(self, "window_end", self.window_end.replace(tzinfo=timezone.utc))
-        return self
+    @field_validator("window_end", mode="after")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 # -- the trigger form ----------------------------------------------------------------------

@@ -110,8 +110,11 @@ def monitor(config: MonitoringConfig | Mapping[str, Any] | None = None, run_key:
     live["live_quality_ratio"] = (live["live_ndcg"] / recorded
                                   if live["live_ndcg"] is not None and recorded else None)
     engine = _engine(config.database_url)
-    served = event_measures(read_events(engine, start, end), fresh, version)
-    requests = read_request_log(engine, start, end)
+    try:
+        served = event_measures(read_events(engine, start, end), fresh, version)
+        requests = read_request_log(engine, start, end)
+    finally:
+        engine.dispose()
     health = health_measures(requests)
     groups_of = {"data drift": drift.measures, "live quality": live, "served recommendations": served,
                  "service health": health, "champion": {"champion_age_days": champion["age_days"]}}
@@ -122,9 +125,7 @@ def monitor(config: MonitoringConfig | Mapping[str, Any] | None = None, run_key:
         "groups": {title: list(group) for title, group in groups_of.items()}, **judgement,
         "new_interactions": int(drift.new_mask.sum()), "partitions": partitions,
     }
-    result = _logged(config, key, result, drift, latencies(requests))
-    engine.dispose()
-    return result
+    return _logged(config, key, result, drift, latencies(requests))
 
 
 def _without_champion(config: MonitoringConfig, key: str, base: dict[str, Any], start: datetime,
@@ -135,8 +136,10 @@ def _without_champion(config: MonitoringConfig, key: str, base: dict[str, Any], 
     from pipelines.monitoring.health import health_measures, latencies, read_request_log
 
     engine = _engine(config.database_url)
-    requests = read_request_log(engine, start, end)
-    engine.dispose()
+    try:
+        requests = read_request_log(engine, start, end)
+    finally:
+        engine.dispose()
     measures = clean_measures(health_measures(requests))
     judgement = judge(measures, config.thresholds)
     reason = f"no champion: {config.registered_model}@{config.alias} does not exist"
