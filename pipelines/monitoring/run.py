@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pipelines.errors import ConfigError, DataError
-from pipelines.monitoring.config import MonitoringConfig, Thresholds
+from pipelines.monitoring.config import MonitoringConfig
 
 log = logging.getLogger(__name__)
 
@@ -302,4 +302,4 @@ def read_current(data: Any, config: MonitoringConfig, key: str) -> tuple[Any, di
     return frame, {"raw": ingested["snapshot_uri"], "clean": cleaned["clean_uri"]}
 
 
-__all__ = ["monitor", "RESULT_KEYS", "Thresholds"]
+__all__ = ["monitor", "RESULT_KEYS"]

@@ -10,7 +10,8 @@ import pytest
 
 from pipelines.errors import ConfigError
 from pipelines.monitoring import drift
-from pipelines.monitoring.config import RULES, SUPPORT_FIELDS, MonitoringConfig, Thresholds, from_params, param_specs
+from pipelines.monitoring.config import (RULES, SUPPORT_FIELDS, MonitoringConfig, Thresholds, defaults, from_params,
+                                         param_specs)
 from pipelines.monitoring.decision import judge
 
 DAY = 86_400
@@ -170,6 +171,20 @@ def test_every_threshold_has_a_rule_and_a_nullable_form_field():
     for name, field in Thresholds.model_fields.items():
         assert specs[name]["default"] == field.default and specs[name]["section"] == "Thresholds"
     assert from_params({}) == MonitoringConfig()
+
+
+def test_the_form_defaults_pass_airflow_params_and_a_bad_value_is_refused_there_too():
+    from airflow.sdk import Param
+
+    for name, spec in param_specs().items():
+        fields = dict(spec)
+        default = fields.pop("default")
+        assert Param(default, **fields).resolve(default) == default, name
+    with pytest.raises(Exception, match="maximum"):
+        fields = dict(param_specs()["max_new_user_share"])
+        fields.pop("default")
+        Param(2.0, **fields).resolve(2.0)
+    assert from_params(defaults()) == MonitoringConfig()
 
 
 def test_from_params_builds_the_data_source_and_thresholds():
