@@ -188,7 +188,8 @@ def html_report(result: Mapping[str, Any], images: Mapping[str, Path]) -> str:
             value = result["measures"].get(name)
             status = "breach" if name in breached else (f"not judged: {unjudged[name]}" if name in unjudged else "")
             css = "breach" if name in breached else ("unjudged" if name in unjudged else "")
-            shown = "&ndash;" if value is None else f"{value:.4g}"
+            shown = ("&ndash;" if value is None else f"{int(value)}" if float(value).is_integer() and abs(value) < 1e15
+                     else f"{value:.4g}")
             parts.append(f"<tr class='{css}'><td>{esc(name)}</td><td>{shown}</td>"
                          f"<td>{esc(_threshold_text(name, thresholds))}</td><td>{esc(status)}</td></tr>")
         parts.append("</table>")
