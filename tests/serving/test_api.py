@@ -137,6 +137,23 @@ def test_bad_input_is_a_4xx_naming_the_field(client, method, path, payload, fiel
     assert field in answer.json()["detail"]
 
 
+def test_error_answers_are_in_the_request_log_with_their_status(client, server):
+    bad = client.get("/recommendations/u1", params={"k": 0})
+    assert bad.status_code == 422
+    also_bad = client.post("/recommendations", json={"users": []})
+    assert also_bad.status_code == 422
+    assert client.post("/events", json={"events": []}).status_code == 422  # not a recommendation: not logged
+    recorder = server.app.state.recorder
+    recorder.flush()
+    with recorder.engine.connect() as conn:
+        errors = conn.execute(sa.select(request_log).where(request_log.c.status >= 400)
+                              .order_by(request_log.c.id)).mappings().all()
+    assert [(e["endpoint"], e["user_id"], e["status"], e["source"], e["items"]) for e in errors[-2:]] == [
+        ("get", "u1", 422, "none", 0), ("batch", "", 422, "none", 0)]
+    assert all(e["endpoint"] in ("get", "batch") for e in errors)
+    assert errors[-1]["model_version"] and 0 <= errors[-1]["latency_ms"] < 1000
+
+
 def test_malformed_json_is_a_4xx(client):
     answer = client.post("/recommendations", content=b"{not json", headers={"content-type": "application/json"})
     assert answer.status_code == 422 and answer.json()["detail"]
