@@ -265,12 +265,12 @@ def test_recsys_serve_follows_the_champion_of_the_default_tracking_store(registr
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{url}/ready").status_code == 200:
+                if httpx.get(f"{url}/ready", timeout=30).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        body = httpx.get(f"{url}/recommendations/u3", params={"k": 3}).json()
+        body = httpx.get(f"{url}/recommendations/u3", params={"k": 3}, timeout=30).json()
         assert body["model"]["version"] == registry.v1 and body["source"] == "model" and len(body["items"]) == 3
         assert (tmp_path / "home" / "serving.db").exists()  # events and the request log default to the home
     finally:
