@@ -41,3 +41,8 @@ class ColdTestRowsError(DataError):
 
 class ServingError(RecsysError, RuntimeError):
     """Serving or batch scoring cannot proceed (no model under the alias, a bundle that does not load)."""
+
+
+class WarmStartError(ConfigError):
+    """A fit cannot start from the given previous model (another family, other parameter shapes, or a
+    family that cannot warm start); the message says which and what to do."""

@@ -88,6 +88,14 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "description": "Seeds the synthetic data, the split, tuning and every model (a family's own seed in "
                            "model_params wins). Unset: each step's and each family's default.",
         },
+        "warm_start": {
+            "default": None, "type": ["null", "boolean"], "title": "Warm start from the champion", "section": "Model",
+            "description": "On: a candidate of the champion's family starts from the champion's parameters for the users "
+                           "and items both share (families that can: "
+                           + ", ".join(name for name, entry in family_catalog().items() if entry["warm_start"])
+                           + "), then trains as configured; others fit cold, with the reason in their run's tags. "
+                           "Off or unset: every fit starts cold.",
+        },
         # -- tuning ----------------------------------------------------------------
         "tune": {
             "default": False, "type": "boolean", "title": "Tune hyperparameters (Optuna)", "section": "Tuning",
@@ -210,6 +218,7 @@ def build_family_catalog() -> dict[str, dict[str, Any]]:
             "defaults": config().model_dump(mode="json"),
             "runtime_options": sorted(config.runtime_options),
             "preferred_weighting": dict(preferred),
+            "warm_start": bool(cls.warm_start_fields),
             "schema": schema,
         }
     return catalog

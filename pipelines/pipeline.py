@@ -109,7 +109,8 @@ def from_params(params: Mapping[str, Any]) -> PipelineConfig:
         else:
             ingest["path"] = p["path"] or None
         candidates = tuple(
-            candidate_config(name, overrides.get(name, {}), k=k, device=device, seed=p["seed"]) for name in families
+            candidate_config(name, overrides.get(name, {}), k=k, device=device, seed=p["seed"],
+                             warm_start=bool(p["warm_start"])) for name in families
         )
         return PipelineConfig(
             ingest=IngestConfig(**ingest),
@@ -127,13 +128,15 @@ def from_params(params: Mapping[str, Any]) -> PipelineConfig:
 
 
 def candidate_config(
-    model: str, overrides: Mapping[str, Any], k: int = 10, device: str | None = None, seed: int | None = None
+    model: str, overrides: Mapping[str, Any], k: int = 10, device: str | None = None, seed: int | None = None,
+    warm_start: bool = False,
 ) -> TrainConfig:
     """One candidate: ``model`` with only ``overrides`` on top of its own defaults.
 
     ``overrides`` is the family's ``model_params`` entry; its ``weighting`` key changes fields of
     the family's preferred weighting (``{"k1": 50}`` keeps itemknn on BM25). ``seed`` and
-    ``device`` apply where given and the family has no value of its own in ``overrides``.
+    ``device`` apply where given and the family has no value of its own in ``overrides``;
+    ``warm_start`` asks to start from the champion (see :mod:`pipelines.training.warm_start`).
     """
     from pipelines.models import model_class
     from pipelines.params import WEIGHTING_KEY
@@ -144,7 +147,7 @@ def candidate_config(
         weighting = {**model_class(model).preferred_weighting, **weighting}
     if seed is not None:
         params.setdefault("seed", seed)
-    return TrainConfig(model=model, params=params, weighting=weighting, k=k, device=device)
+    return TrainConfig(model=model, params=params, weighting=weighting, k=k, device=device, warm_start=warm_start)
 
 
 def validate_model_params(models: Sequence[str], model_params: Any) -> dict[str, dict[str, Any]]:
@@ -366,7 +369,8 @@ def train_candidate(
         if candidate.model in tunable_models():
             tuned = run_tuning(candidate, features_uri, config.tuning, root, run_key, tracking, dask=config.dask)
             candidate = TrainConfig.model_validate(tuned["train_config"])
-    result = run_training(candidate, features_uri, root, run_key, tracking, lineage, merge_validation=tuned is not None)
+    result = run_training(candidate, features_uri, root, run_key, tracking, lineage, merge_validation=tuned is not None,
+                          champion=(config.promotion.registered_model, config.promotion.alias))
     if tuned is not None:
         result["tuning"] = {key: tuned[key] for key in ("best_value", "best_params", "n_trials", "n_pruned")}
     return result

@@ -27,6 +27,7 @@ from pipelines.models import als_solver
 from pipelines.models.base import IterationCallback, ModelConfig, Recommender
 from pipelines.models.sparse_inputs import check_seen
 from pipelines.models.threads import available_cores, blas_threads
+from pipelines.models.warm_start import WarmStart
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +80,22 @@ class AlsRecommender(Recommender):
     user_factors_: np.ndarray | None = None
     item_factors_: np.ndarray | None = None
 
-    def _fit(self, train: sp.csr_matrix, *, callback: IterationCallback | None, **unused: Any) -> None:
-        """Factorize ``train`` (values = confidences). ``callback(iteration, loss)`` follows each
-        iteration; loss is NaN when ``calculate_training_loss`` is off."""
+    warm_start_fields: ClassVar[tuple[str, ...]] = ("factors",)
+
+    def _fit(
+        self, train: sp.csr_matrix, *, callback: IterationCallback | None, warm_start: WarmStart | None = None,
+        **unused: Any,
+    ) -> None:
+        """Factorize ``train`` (values = confidences), from ``warm_start``'s factors for shared
+        users and items when given. ``callback(iteration, loss)`` follows each iteration; loss is
+        NaN when ``calculate_training_loss`` is off."""
         cfg = self.config
         user_items = train.astype(cfg.dtype, copy=False)
         item_users = user_items.T.tocsr()
-        n_users, n_items = user_items.shape
         dtype = np.dtype(cfg.dtype)
         backend = get_backend(cfg.device)
         workers = 1 if backend.is_gpu else (cfg.num_threads or available_cores())
-
-        # Host-side seeded init (implicit's: uniform [0, 0.01)), so CPU and GPU start alike.
-        rng = seeding.rng(cfg.seed)
-        user_factors = backend.asarray(rng.random((n_users, cfg.factors), dtype=dtype) * dtype.type(0.01))
-        item_factors = backend.asarray(rng.random((n_items, cfg.factors), dtype=dtype) * dtype.type(0.01))
+        user_factors, item_factors = map(backend.asarray, self.initial_factors(user_items.shape, warm_start))
 
         min_blocks = 4 * workers if workers > 1 else 1
         user_blocks = als_solver.make_blocks(user_items, backend, dtype, cfg.block_size, cfg.factors, min_blocks)
@@ -134,6 +136,18 @@ class AlsRecommender(Recommender):
             raise FloatingPointError(
                 "ALS produced non-finite factors; raise regularization or check the confidence values"
             )
+
+    def initial_factors(self, shape: tuple[int, int], warm_start: WarmStart | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(user, item) factors fit starts from: implicit's seeded uniform [0, 0.01), drawn on the
+        host so CPU and GPU start alike, with the rows of users and items shared with
+        ``warm_start``'s model copied from its factors."""
+        dtype = np.dtype(self.config.dtype)
+        rng = seeding.rng(self.config.seed)
+        users, items = (rng.random((n, self.config.factors), dtype=dtype) * dtype.type(0.01) for n in shape)
+        if warm_start is not None:
+            warm_start.copy_rows(users, warm_start.previous.user_factors_, "user")
+            warm_start.copy_rows(items, warm_start.previous.item_factors_, "item")
+        return users, items
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T

@@ -14,13 +14,16 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
 from pipelines.errors import ModelNotFittedError
+
+if TYPE_CHECKING:
+    from pipelines.models.warm_start import WarmStart
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,9 @@ class Recommender(ABC):
     train_dtype: ClassVar[str] = "float32"
     #: True when fit uses ``validation`` (early stopping, a choice on held-out data).
     uses_validation: ClassVar[bool] = False
+    #: Config fields that fix the shapes of the fitted parameters; a family that names them can
+    #: warm start from a previous model agreeing on them (see :mod:`pipelines.models.warm_start`).
+    warm_start_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         """Take a config object, keyword hyperparameters, or a config plus overrides.
@@ -104,6 +110,7 @@ class Recommender(ABC):
         item_features: sp.csr_matrix | None = None,
         validation: sp.csr_matrix | None = None,
         callback: IterationCallback | None = None,
+        warm_start: WarmStart | None = None,
         **family_extras: Any,
     ) -> "Recommender":
         """Fit on ``train`` (users x items); sets ``n_users``, ``n_items``, ``item_popularity_``; returns self.
@@ -114,13 +121,17 @@ class Recommender(ABC):
         early stopping) is checked and binarised for families with ``uses_validation`` and
         ignored by the others; ``interaction_order`` (a CSR matrix with the pattern of ``train``
         whose values are each interaction's 1-based time rank, see :mod:`pipelines.features.order`)
-        is the one family extra, taken by ``uses_interaction_order`` families. Then the family's
-        :meth:`_fit` runs with BLAS held to the idle cores, timed and logged.
+        is the one family extra, taken by ``uses_interaction_order`` families. ``warm_start``
+        (a :class:`~pipelines.models.warm_start.WarmStart` from a previous fit of the same family)
+        starts shared users and items from that fit's parameters. Then the family's :meth:`_fit`
+        runs with BLAS held to the idle cores, timed and logged.
         ``callback(iteration, loss[, metrics])`` follows each iteration or epoch.
 
         Raises TypeError for a non-sparse ``train`` or an extra the family does not take,
         ValueError for an empty or non-finite ``train`` (naming the cell), ConfigError for missing
-        item features, and whatever the family raises; a failed fit leaves the model unfitted.
+        item features, WarmStartError for a warm start the family cannot take (another family,
+        other parameter shapes, a family without ``warm_start_fields``), and whatever the family
+        raises; a failed fit leaves the model unfitted.
         """
         from pipelines.models import sparse_inputs, threads
 
@@ -132,6 +143,10 @@ class Recommender(ABC):
         if self.requires_item_features:
             sparse_inputs.require_item_features(item_features, self.name)
         held_out = sparse_inputs.checked_validation(validation, matrix.shape, self.name) if self.uses_validation else None
+        if warm_start is not None:
+            warm_start.check(self, matrix.shape)
+            family_extras["warm_start"] = warm_start
+            log.info("%s warm start from %s: %s", self.name, warm_start.source or "a previous fit", warm_start.summary())
         # Sizes are set first so a family can score while it trains (validation); a failure
         # leaves the model unfitted.
         self.n_users, self.n_items = matrix.shape
@@ -172,7 +187,8 @@ class Recommender(ABC):
         """Learn from the checked ``train``; :meth:`fit` documents the arguments.
 
         ``train`` is a canonical CSR copy the family may keep; ``validation`` is None or binary
-        positives of the same shape (families with ``uses_validation``). ``n_users``, ``n_items``
+        positives of the same shape (families with ``uses_validation``); ``warm_start`` comes
+        only to families with ``warm_start_fields``, already checked. ``n_users``, ``n_items``
         and ``item_popularity_`` are already set.
         """
         raise NotImplementedError(f"{type(self).__name__} implements neither _fit nor fit")

@@ -30,18 +30,24 @@ METRIC = f"ndcg@{VALIDATION_K}"
 _SCORE_BLOCK = 1024
 
 
-def carve_holdout(matrix: sp.csr_matrix, fraction: float, rng: np.random.Generator) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+def carve_holdout(
+    matrix: sp.csr_matrix, fraction: float, rng: np.random.Generator, eligible: np.ndarray | None = None
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Split each user's items at random into (kept, held out), ``fraction`` of them held out.
 
     A user with n items holds out ``round(fraction * n)`` of them, never all: users with one
-    item keep it. Both parts keep the shape of ``matrix``; together they are ``matrix``.
+    item keep it. With ``eligible`` (a mask over the stored entries), only eligible entries are
+    held out, ``round(fraction * n_eligible)`` of a user's. Both parts keep the shape of
+    ``matrix``; together they are ``matrix``.
     """
     counts = np.diff(matrix.indptr)
     rows = np.repeat(np.arange(matrix.shape[0]), counts)
-    order = np.lexsort((rng.random(matrix.nnz), rows))  # random order within each row
+    eligible = np.ones(matrix.nnz, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    order = np.lexsort((rng.random(matrix.nnz), ~eligible, rows))  # eligible first, random within each row
     rank = np.empty(matrix.nnz, dtype=np.int64)
     rank[order] = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], counts)
-    n_held = np.minimum(np.rint(fraction * counts).astype(np.int64), counts - 1)
+    n_eligible = np.bincount(rows, weights=eligible, minlength=matrix.shape[0]).astype(np.int64)
+    n_held = np.minimum(np.rint(fraction * n_eligible).astype(np.int64), counts - 1)
     held = rank < n_held[rows]
 
     def part(mask: np.ndarray) -> sp.csr_matrix:
@@ -80,18 +86,21 @@ def split_for_early_stopping(
     fraction: float,
     max_users: int,
     rng: np.random.Generator,
+    eligible: np.ndarray | None = None,
 ) -> tuple[sp.csr_matrix, ValidationSet | None]:
     """The matrix to train on and the validation set that decides the best epoch.
 
     With ``validation`` given: train on all of ``matrix``, validate on ``validation`` (items
     of ``matrix`` excluded from the rankings). Otherwise hold out ``fraction`` of each user's
-    items of ``matrix`` (no validation when ``fraction`` is 0 or nothing could be held out).
+    items of ``matrix``, only ``eligible`` ones when given (a warm start holds out what the
+    previous model did not train on, whose recall would flatter the first epochs); no
+    validation when ``fraction`` is 0 or nothing could be held out.
     """
     if validation is not None:
         return matrix, ValidationSet.build(matrix, validation, max_users, rng)
     if fraction <= 0:
         return matrix, None
-    kept, held = carve_holdout(matrix, fraction, rng)
+    kept, held = carve_holdout(matrix, fraction, rng, eligible)
     return kept, ValidationSet.build(kept, held, max_users, rng)
 
 

@@ -29,6 +29,12 @@ class TrainConfig(BaseModel):
         description="cpu, gpu or auto for every family that has a device; a GPU request without a GPU falls back "
         "to CPU; None: each family's own default (a device in params wins either way)",
     )
+    warm_start: bool = Field(
+        False,
+        description="start from the current champion's parameters for the users and items it shares with this "
+        "run, when the champion is of the same family and the family can warm start (else a cold fit, with the "
+        "reason in the run's tags); see pipelines.training.warm_start",
+    )
 
     @field_validator("model")
     @classmethod

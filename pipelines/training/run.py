@@ -16,11 +16,14 @@ from pipelines.training.config import TrainConfig
 log = logging.getLogger(__name__)
 
 
-def fit_and_evaluate(config: TrainConfig, features: Any) -> tuple[Any, dict[str, float], dict[int, dict[str, float]]]:
+def fit_and_evaluate(
+    config: TrainConfig, features: Any, warm_start: Any = None
+) -> tuple[Any, dict[str, float], dict[int, dict[str, float]]]:
     """Fit ``config.model`` on ``features.train`` and evaluate it on ``features.test``.
 
-    Pure compute (no IO): returns (fitted model, metrics at ``config.k`` plus fit time,
-    metrics for each K of ``config.plot_ks``).
+    ``warm_start`` (a :class:`~pipelines.models.warm_start.WarmStart` over this feature set's
+    ids) starts the fit from a previous model. Pure compute (no IO): returns (fitted model,
+    metrics at ``config.k`` plus fit time, metrics for each K of ``config.plot_ks``).
     """
     from pipelines.evaluation.evaluate import metrics_at_ks
     from pipelines.features.weighting import apply_weighting
@@ -50,6 +53,7 @@ def fit_and_evaluate(config: TrainConfig, features: Any) -> tuple[Any, dict[str,
             item_features=features.item_features,
             validation=features.validation,
             callback=record,
+            warm_start=warm_start,
             **extra,
         )
     model.training_history_ = history  # (iteration, loss, validation metrics), logged per step
@@ -69,13 +73,17 @@ def run_training(
     tracking: Mapping[str, str] | None = None,
     lineage: Mapping[str, Any] | None = None,
     merge_validation: bool = False,
+    champion: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train one candidate and save its bundle under ``models/<run_key>/<model>``.
 
     ``merge_validation`` folds the validation split into train first (the refit after tuning).
-    With ``tracking`` ({"parent_run_id", "experiment_id"}), a nested MLflow run records the
-    configs, per-iteration loss, metrics, lineage, plots and the pyfunc model. Returns
-    {"model", "metrics", "bundle_uri", "run_id", "model_uri"} (the last two None untracked).
+    With ``config.warm_start``, the fit starts from the champion (``champion``: registered model
+    name and alias, looked up in ``tracking``'s store) when it can (see
+    :mod:`pipelines.training.warm_start`). With ``tracking`` ({"parent_run_id", "experiment_id"}),
+    a nested MLflow run records the configs, per-iteration loss, metrics, lineage, warm-start
+    tags, plots and the pyfunc model. Returns {"model", "metrics", "bundle_uri", "run_id",
+    "model_uri", "timings", "warm_start"} (run_id and model_uri None untracked; warm_start the tags).
     """
     from pipelines.features.run import load_feature_set
     from pipelines.serving.bundle import RecommenderBundle
@@ -86,8 +94,12 @@ def run_training(
         from pipelines.tuning.validation import merge_validation_into_train
 
         features = merge_validation_into_train(features)
-    model, metrics, by_k = fit_and_evaluate(config, features)
-    timings = dict(model.step_timings_)
+    warm, warm_tags, warm_timing = None, {"warm_start": "false"}, {}
+    if config.warm_start:
+        with timed_step(f"warm_start:{config.model}", warm_timing):  # finding and loading the champion
+            warm, warm_tags = _champion_warm_start(config, features, tracking, champion)
+    model, metrics, by_k = fit_and_evaluate(config, features, warm_start=warm)
+    timings = {**warm_timing, **model.step_timings_}
     log.info("%s on %s: %s", config.model, features_uri, {k: round(v, 4) for k, v in metrics.items()})
 
     with timed_step(f"save:{config.model}", timings):  # bundle written, run and model logged
@@ -111,15 +123,26 @@ def run_training(
             "run_id": None,
             "model_uri": None,
             "timings": timings,
+            "warm_start": warm_tags,
         }
         if tracking:
-            result.update(
-                _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking, dict(lineage or {}))
-            )
+            result.update(_log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking,
+                                         dict(lineage or {}), warm_tags))
     return result
 
 
-def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking, lineage) -> dict[str, str]:
+def _champion_warm_start(config: TrainConfig, features: Any, tracking: Mapping[str, str] | None,
+                         champion: tuple[str, str] | None) -> tuple[Any, dict[str, str]]:
+    from pipelines.models import create_model
+    from pipelines.training.warm_start import champion_warm_start
+
+    if champion is None:
+        return None, {"warm_start": "false", "warm_start.reason": "no registered model named to take a champion from"}
+    tracking_uri = (tracking or {}).get("tracking_uri")
+    return champion_warm_start(create_model(config.model, config.model_params()), features, tracking_uri, *champion)
+
+
+def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking, lineage, warm_tags) -> dict[str, str]:
     import mlflow
 
     from pipelines.tracking.cards import hardware_tags
@@ -152,6 +175,7 @@ def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking,
                 if "@" in name:
                     mlflow.log_metric(_metric_key(name.split("@")[0]) + "_at_k", float(value), step=k)
         mlflow.set_tags({f"lineage.{k}": str(v) for k, v in flatten(lineage).items()})
+        mlflow.set_tags(warm_tags)  # warm_start true/false, its source and shared counts, or why not
         mlflow.set_tag("features_uri", str(features.manifest.get("uri", "")))
         mlflow.set_tags(hardware_tags())  # the model card says where it trained
         with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,7 @@ the weights exported to NumPy for scoring and saving. Torch-free: a fitted model
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 import numpy as np
@@ -10,6 +11,9 @@ import scipy.sparse as sp
 
 from pipelines.models.base import Recommender
 from pipelines.models.sparse_inputs import check_seen
+from pipelines.models.warm_start import Axis, WarmStart
+
+log = logging.getLogger(__name__)
 
 _STATE_PREFIX = "module."
 
@@ -25,6 +29,8 @@ class TorchRecommender(Recommender):
 
     input_values: ClassVar[str] = "binary"
     uses_validation: ClassVar[bool] = True
+    #: The network's tensors indexed by user or item: name -> (axis, dimension, offset of index 0).
+    warm_start_rows: ClassVar[dict[str, tuple[Axis, int, int]]] = {}
     validation_ndcg_: list[float] = []  # replaced, never appended to, by each fit
     best_epoch_: int = -1
     module_state_: dict[str, np.ndarray] = {}
@@ -39,6 +45,38 @@ class TorchRecommender(Recommender):
         rows.data = (rows.data > 0).astype(dtype)
         rows.eliminate_zeros()
         return rows
+
+    def _warm_rows(self, names: list[str]) -> dict[str, tuple[Axis, int, int]]:
+        """:attr:`warm_start_rows` for a network whose state_dict has ``names``."""
+        return dict(self.warm_start_rows)
+
+    def _start_from(self, module: Any, warm_start: WarmStart | None) -> None:
+        """Load ``warm_start``'s weights into the freshly initialised ``module`` (no-op without one).
+
+        Tensors indexed by user or item (:meth:`_warm_rows`) take the shared users' and items'
+        slices; every other tensor is taken whole when its shape matches and otherwise keeps its
+        fresh initialisation (logged). The optimizer's state starts fresh.
+        """
+        if warm_start is None:
+            return
+        import torch
+
+        previous = warm_start.previous.module_state_
+        state = module.state_dict()  # tensors sharing the parameters' storage
+        rows = self._warm_rows(list(state))
+        fresh = []
+        with torch.no_grad():
+            for name, tensor in state.items():
+                old = previous.get(name)
+                if name in rows and old is not None:
+                    axis, dim, offset = rows[name]
+                    old = warm_start.copy_rows(tensor.detach().cpu().numpy().copy(), old, axis, dim, offset)
+                if old is None or tuple(old.shape) != tuple(tensor.shape):
+                    fresh.append(name)
+                    continue
+                tensor.copy_(torch.as_tensor(old, dtype=tensor.dtype).to(tensor.device))
+        if fresh:
+            log.info("%s warm start: %d tensor(s) kept their fresh initialisation: %s", self.name, len(fresh), fresh)
 
     def _keep(self, history: Any, module: Any) -> None:
         """Record the loop's ``history`` and export ``module``'s weights (the best epoch's)."""

@@ -22,6 +22,7 @@ from pipelines.models.base import IterationCallback, ModelConfig
 from pipelines.models.deep.base import TorchRecommender
 from pipelines.models.deep.config import MultVaeConfig
 from pipelines.models.validation import split_for_early_stopping
+from pipelines.models.warm_start import WarmStart
 
 #: Users encoded at once by the NumPy forward pass (bounds its dense temporaries).
 _ENCODE_BLOCK = 4_096
@@ -41,10 +42,13 @@ class MultVaeRecommender(TorchRecommender):
     config_class: ClassVar[type[ModelConfig]] = MultVaeConfig
     config: MultVaeConfig
 
+    warm_start_fields: ClassVar[tuple[str, ...]] = ("encoder_dims", "latent_dim", "decoder_dims")
+
     user_latent_: np.ndarray | None = None
 
     def _fit(
-        self, train: sp.csr_matrix, *, validation: sp.csr_matrix | None, callback: IterationCallback | None, **unused: Any
+        self, train: sp.csr_matrix, *, validation: sp.csr_matrix | None, callback: IterationCallback | None,
+        warm_start: WarmStart | None = None, **unused: Any,
     ) -> None:
         """Train on the interactions of ``train``. ``validation`` drives early stopping; without it
         ``validation_fraction`` of each user's items is held out for that (the final user latents
@@ -59,7 +63,8 @@ class MultVaeRecommender(TorchRecommender):
         n_items = matrix.shape[1]
         split_rng, order_rng = seeding.rng(cfg.seed).spawn(2)
         fit_matrix, validation_set = split_for_early_stopping(
-            matrix, validation, cfg.validation_fraction, cfg.validation_users, split_rng
+            matrix, validation, cfg.validation_fraction, cfg.validation_users, split_rng,
+            eligible=None if warm_start is None else warm_start.unseen(matrix),
         )
         active_users = np.flatnonzero(np.diff(fit_matrix.indptr) > 0)  # empty rows teach nothing
         steps_per_epoch = -(-len(active_users) // cfg.batch_size)
@@ -67,6 +72,7 @@ class MultVaeRecommender(TorchRecommender):
 
         with training.torch_session(cfg) as device:
             module = MultVaeModule(cfg, n_items, item_counts=np.diff(fit_matrix.tocsc().indptr)).to(device)
+            self._start_from(module, warm_start)
             optimizer = training.adam(module.parameters(), cfg)
 
             def rows_of(users: np.ndarray) -> torch.Tensor:
@@ -95,6 +101,12 @@ class MultVaeRecommender(TorchRecommender):
             )
             self._keep(outcome, module)
         self.user_latent_ = self._encode(matrix)  # every training item, the held-out ones too
+
+    def _warm_rows(self, names: list[str]) -> dict[str, tuple[str, int, int]]:
+        """The input layer's item columns, the output layer's item rows."""
+        last = max(int(name.split(".")[1]) for name in names if name.startswith("decoder."))
+        return {"encoder.0.weight": ("item", 1, 0), f"decoder.{last}.weight": ("item", 0, 0),
+                f"decoder.{last}.bias": ("item", 0, 0)}
 
     # -- NumPy inference from the exported weights ----------------------------------------------
     def _layers(self, part: str) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -24,6 +24,7 @@ from pipelines.models.base import IterationCallback, ModelConfig
 from pipelines.models.deep.base import TorchRecommender
 from pipelines.models.deep.config import NcfConfig
 from pipelines.models.validation import split_for_early_stopping
+from pipelines.models.warm_start import WarmStart
 
 #: Rounds of redrawing negatives that hit one of the user's positives (the rest are kept).
 _RESAMPLE_ROUNDS = 4
@@ -46,9 +47,15 @@ class NcfRecommender(TorchRecommender):
     user_vectors_: np.ndarray | None = None
     item_vectors_: np.ndarray | None = None
     item_bias_: np.ndarray | None = None
+    warm_start_fields: ClassVar[tuple[str, ...]] = ("embedding_dim", "user_input", "tower_layers", "item_bias")
+    warm_start_rows: ClassVar[dict[str, tuple[str, int, int]]] = {
+        "user_embedding.weight": ("user", 0, 0), "history_embedding.weight": ("item", 0, 0),
+        "item_embedding.weight": ("item", 0, 0), "item_bias.weight": ("item", 0, 0),
+    }
 
     def _fit(
-        self, train: sp.csr_matrix, *, validation: sp.csr_matrix | None, callback: IterationCallback | None, **unused: Any
+        self, train: sp.csr_matrix, *, validation: sp.csr_matrix | None, callback: IterationCallback | None,
+        warm_start: WarmStart | None = None, **unused: Any,
     ) -> None:
         """Train on the interactions of ``train``. ``validation`` drives early stopping; without it
         ``validation_fraction`` of each user's items is held out for that."""
@@ -62,12 +69,14 @@ class NcfRecommender(TorchRecommender):
         n_users, n_items = matrix.shape
         split_rng, sample_rng = seeding.rng(cfg.seed).spawn(2)
         fit_matrix, validation_set = split_for_early_stopping(
-            matrix, validation, cfg.validation_fraction, cfg.validation_users, split_rng
+            matrix, validation, cfg.validation_fraction, cfg.validation_users, split_rng,
+            eligible=None if warm_start is None else warm_start.unseen(matrix),
         )
         sampler = _NegativeSampler(fit_matrix, cfg.n_negatives, sample_rng, shared=cfg.loss == "softmax")
 
         with training.torch_session(cfg) as device:
             module = NcfModule(cfg, n_users, n_items, item_counts=np.diff(fit_matrix.tocsc().indptr)).to(device)
+            self._start_from(module, warm_start)
             optimizers = module.optimizers()
 
             def history_of(users: np.ndarray, source: sp.csr_matrix) -> Any:

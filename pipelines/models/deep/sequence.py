@@ -29,6 +29,7 @@ from pipelines.models.deep.base import TorchRecommender
 from pipelines.models.deep.config import FULL_SOFTMAX_MAX_ITEMS, SequenceConfig
 from pipelines.models.sparse_inputs import check_seen
 from pipelines.models.validation import ValidationSet
+from pipelines.models.warm_start import WarmStart
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ class SequenceRecommender(TorchRecommender):
     net_: Any = None
     device_: Any = None
     sequences_: list[np.ndarray] = []  # replaced, never appended to, by each fit
+    warm_start_fields: ClassVar[tuple[str, ...]] = ("embedding_dim", "hidden_size", "num_layers")
+    # Item i is token i + 1 (0 pads); the output layer scores items directly.
+    warm_start_rows: ClassVar[dict[str, tuple[str, int, int]]] = {
+        "embedding.weight": ("item", 0, 1), "output.weight": ("item", 0, 0), "output.bias": ("item", 0, 0),
+    }
 
     def _fit(
         self,
@@ -60,6 +66,7 @@ class SequenceRecommender(TorchRecommender):
         validation: sp.csr_matrix | None,
         callback: IterationCallback | None,
         interaction_order: sp.csr_matrix | None = None,
+        warm_start: WarmStart | None = None,
         **unused: Any,
     ) -> None:
         """Train the GRU on each user's items in ``interaction_order`` (without it each user's
@@ -75,7 +82,8 @@ class SequenceRecommender(TorchRecommender):
         n_items = matrix.shape[1]
         sequences = time_ordered_sequences(matrix, interaction_order, cfg.seed, self.name)
         rng = seeding.rng(cfg.seed)
-        train_sequences, held_out, seen = self._validation_split(sequences, validation, matrix, rng)
+        previous_seen = None if warm_start is None else warm_start.previous_seen
+        train_sequences, held_out, seen = self._validation_split(sequences, validation, matrix, rng, previous_seen)
         inputs, targets = sequence_module.training_windows(train_sequences, cfg.max_length)
         if len(inputs) == 0:
             raise ValueError("train has no user with two or more items: no next-item transition to learn")
@@ -86,6 +94,7 @@ class SequenceRecommender(TorchRecommender):
         with training.torch_session(cfg) as device:
             net = sequence_module.GRU4RecNet(n_items, cfg.embedding_dim, cfg.hidden_size, cfg.num_layers, cfg.dropout)
             net = net.to(device)
+            self._start_from(net, warm_start)
             self.net_, self.device_ = net, device
             self.sequences_ = [seq[-cfg.history_length :] for seq in train_sequences]
             optimizer = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -107,16 +116,21 @@ class SequenceRecommender(TorchRecommender):
         log.debug("sequence: %d windows, %s softmax", len(inputs), "sampled" if sampled else "full")
 
     def _validation_split(
-        self, sequences: list[np.ndarray], validation: Any, matrix: sp.csr_matrix, rng: np.random.Generator
+        self, sequences: list[np.ndarray], validation: Any, matrix: sp.csr_matrix, rng: np.random.Generator,
+        previous_seen: sp.csr_matrix | None = None,
     ) -> tuple[list[np.ndarray], sp.csr_matrix | None, sp.csr_matrix]:
         """(training sequences, held-out CSR or None, the training items to exclude when validating).
 
         ``validation`` is used as given; without it (and ``validation_fraction > 0``) a seeded share of the
-        users with 3+ items lose their latest item to the held-out set.
+        users with 3+ items lose their latest item to the held-out set; with ``previous_seen`` (a warm
+        start's), only users whose latest item the previous model did not train on.
         """
         if validation is not None:
             return sequences, validation, matrix
-        eligible = np.flatnonzero([len(seq) >= 3 for seq in sequences])
+        eligible = np.flatnonzero([
+            len(seq) >= 3 and (previous_seen is None or previous_seen[user, seq[-1]] == 0)
+            for user, seq in enumerate(sequences)
+        ])
         if self.config.patience == 0 or self.config.validation_fraction == 0 or len(eligible) == 0:
             return sequences, None, matrix
         n_held = max(1, int(round(self.config.validation_fraction * len(eligible))))
