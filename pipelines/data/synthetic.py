@@ -169,8 +169,9 @@ def _lookup_tables(probs: np.ndarray) -> dict[str, np.ndarray]:
 def _draw_items(world: dict[str, np.ndarray], component: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One item per entry of ``component``, drawn from ``world["pick_probs"][component]``."""
     table = world["pick_table"]
-    slot = (rng.random(len(component)) * table.shape[1]).astype(np.int64)
-    item = table[component, slot].astype(np.int64)
+    slots = table.shape[1]
+    cell = component * slots + (rng.random(len(component)) * slots).astype(np.int64)
+    item = table.ravel().take(cell).astype(np.int64)
     missed = np.flatnonzero(item < 0)
     if len(missed):
         n_items = world["pick_probs"].shape[1]
@@ -212,8 +213,11 @@ def _shifted_search(
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    """The distinct ``values``, sorted (a sort and a mask: faster here than ``np.unique``'s hashing)."""
-    values = np.sort(values)
+    """The distinct ``values``, sorted (a sort and a mask: faster here than ``np.unique``'s hashing).
+
+    The keys arrive as a few runs ascending by user: the stable sort (timsort) exploits that.
+    """
+    values = np.sort(values, kind="stable")
     return values[np.concatenate([[True], values[1:] != values[:-1]])]
 
 
@@ -241,7 +245,6 @@ def _distinct_picks(
     """
     n_rows = len(counts)
     n_items = world["pick_probs"].shape[1]
-    bounds = np.cumsum(weights, axis=1)[:, :-1]  # a uniform past bound k picks component k + 1
     first = np.zeros(0, dtype=np.int64)  # keys row * n_items + item kept in round one, sorted
     later = np.zeros(0, dtype=np.int64)  # keys kept since (far fewer), sorted
     need = counts.astype(np.int64).copy()
@@ -249,17 +252,17 @@ def _distinct_picks(
         active = np.flatnonzero(need > 0)
         if len(active) == 0:
             break
-        row = np.repeat(active, need[active])
-        which = (rng.random(len(row))[:, None] >= bounds[row]).sum(axis=1)
-        component = components[row, which]
-        item = _draw_items(world, component, rng)
-        keys = _sorted_unique(row * n_items + item)
+        # How many of a user's draws each mixture part gets, then the draws part by part.
+        per_part = rng.multinomial(need[active], weights[active])
+        row = np.concatenate([np.repeat(active, per_part[:, k]) for k in range(per_part.shape[1])])
+        component = np.concatenate([np.repeat(components[active, k], per_part[:, k]) for k in range(per_part.shape[1])])
+        keys = _sorted_unique(row * n_items + _draw_items(world, component, rng))
         if len(first) == 0:
             first = keys
         else:
             keys = keys[~(_sorted_contains(first, keys) | _sorted_contains(later, keys))]
             later = np.sort(np.concatenate([later, keys]), kind="stable")  # two sorted runs: a merge
-        need -= np.bincount(keys // n_items, minlength=n_rows)
+        need -= np.diff(np.searchsorted(keys, np.arange(n_rows + 1) * n_items))  # kept per user
     taken = np.sort(np.concatenate([first, later]), kind="stable")
     rows, cols = np.divmod(taken, n_items)
     if need.any():
@@ -353,18 +356,17 @@ def generate_partition(
     weights = np.column_stack([np.full(n_users, 1.0 - TASTE_SHARE), TASTE_SHARE * liking / liking.sum(axis=1, keepdims=True)])
     user, item = _distinct_picks(components, weights, world, counts, rng)
 
-    # float32 halves the two row-sized gathers; ratings are rounded to half steps anyway.
-    affinity = np.einsum("ij,ij->i", tastes.astype(np.float32)[user], world["factors32"][item])
-    raw = 3.0 + 1.2 * (affinity - 0.3) + world["quality"][item] + user_bias[user]
+    # Picks arrive sorted by item within each user: shuffle them within the user (user + a
+    # uniform is nearly sorted: the stable sort is fast), then give them the user's times in
+    # increasing order (sorted uniforms over the user's active span).
+    item = item[np.argsort(user + rng.random(len(user)), kind="stable")]
+    # float32 halves the row-sized copies; ratings are rounded to half steps anyway.
+    affinity = np.einsum("ij,ij->i", np.repeat(tastes.astype(np.float32), counts, axis=0), world["factors32"][item])
+    raw = 3.0 + 1.2 * (affinity - 0.3) + world["quality"][item] + np.repeat(user_bias, counts)
     rating = np.clip(np.rint((raw + rng.normal(0.0, 0.4, len(raw))) * 2) / 2, 0.5, 5.0)
-
-    # Picks arrive sorted by item within each user: shuffle them within the user, then give them
-    # the user's times in increasing order (sorted uniforms over the user's active span).
-    within_user = np.argsort(user + rng.random(len(user)))  # user is sorted: a shuffle inside each user
-    item, rating = item[within_user], rating[within_user]
     first_seen = TIME_START + rng.integers(0, int(TIME_SPAN * 0.8), n_users)
     active_for = np.minimum(rng.exponential(TIME_SPAN / 6, n_users), TIME_START + TIME_SPAN - first_seen)
-    timestamp = first_seen[user] + (_sorted_uniforms(counts, rng) * active_for[user]).astype(np.int64)
+    timestamp = np.repeat(first_seen, counts) + (_sorted_uniforms(counts, rng) * np.repeat(active_for, counts)).astype(np.int64)
 
     user_names = pc.binary_join_element_wise(
         "u", pc.cast(pa.array(np.arange(first_user, first_user + n_users)), pa.string()), ""
