@@ -417,18 +417,21 @@ def synthetic_items(cfg: IngestConfig | dict[str, Any]) -> pd.DataFrame:
     rng = _stream(cfg.seed, _METADATA)
     words_per_theme = len(THEME_WORDS[0])
     titles, genres, tags = [], [], []
-    picks = rng.integers(0, words_per_theme, (cfg.n_items, 3))
-    years = rng.integers(1950, 2018, cfg.n_items)
-    for i in range(cfg.n_items):
-        dom, sec = int(world["dominant"][i]), int(world["secondary"][i])
+    picks = rng.integers(0, words_per_theme, (cfg.n_items, 3)).tolist()
+    years = rng.integers(1950, 2018, cfg.n_items).tolist()
+    names = [genre_name(factor) for factor in range(cfg.n_factors)]
+    # Plain Python ints in the loop: indexing NumPy arrays per item costs more than the work.
+    for dom, sec, (pick_first, pick_second, pick_tag), year in zip(
+        world["dominant"].tolist(), world["secondary"].tolist(), picks, years
+    ):
         dom_words = THEME_WORDS[dom % len(THEME_WORDS)]
         other_words = THEME_WORDS[sec % len(THEME_WORDS)] if sec >= 0 else dom_words
-        first, second = dom_words[picks[i, 0]], other_words[picks[i, 1]]
+        first, second = dom_words[pick_first], other_words[pick_second]
         if second == first:
-            second = dom_words[(picks[i, 0] + 1) % words_per_theme]
-        titles.append(f"The {first} {second} ({years[i]})")
-        genres.append(genre_name(dom) if sec < 0 else f"{genre_name(dom)}|{genre_name(sec)}")
-        tag_words = {first.lower(), dom_words[picks[i, 2]].lower()}
+            second = dom_words[(pick_first + 1) % words_per_theme]
+        titles.append(f"The {first} {second} ({year})")
+        genres.append(names[dom] if sec < 0 else f"{names[dom]}|{names[sec]}")
+        tag_words = {first.lower(), dom_words[pick_tag].lower()}
         tags.append(" ".join(sorted(tag_words)))
     return pd.DataFrame(
         {
