@@ -23,16 +23,23 @@ def keep_latest(frame: pd.DataFrame) -> pd.DataFrame:
     """
     if frame.empty:
         return frame
-    # One integer key per pair from hash codes of the ids; only rows of a repeated pair (few)
-    # need the (timestamp, source_row) order.
+    # One integer key per pair from hash codes of the ids, sorted once (a stable sort: files
+    # ordered by user or time are nearly sorted by it, and hashing it cost twice as much);
+    # only rows of a repeated pair (few) need the (timestamp, source_row) order.
     users = pd.factorize(frame[USER])[0].astype(np.int64)
     items = pd.factorize(frame[ITEM])[0].astype(np.int64)
     pair = users * (int(items.max()) + 1) + items
-    repeated = pd.Series(pair).duplicated(keep=False).to_numpy()
-    if not repeated.any():
+    order = np.argsort(pair, kind="stable")
+    sorted_pair = pair[order]
+    same_as_next = sorted_pair[1:] == sorted_pair[:-1]
+    if not same_as_next.any():
         return frame
-    keep = ~repeated
-    rows = np.flatnonzero(repeated)
+    in_group = np.zeros(len(order), dtype=bool)
+    in_group[:-1] |= same_as_next
+    in_group[1:] |= same_as_next
+    keep = np.ones(len(order), dtype=bool)
+    rows = order[in_group]
+    keep[rows] = False
     rows = rows[np.lexsort((frame[SOURCE_ROW].to_numpy()[rows], frame[TIMESTAMP].to_numpy()[rows], pair[rows]))]
     last = np.ones(len(rows), dtype=bool)
     last[:-1] = pair[rows][1:] != pair[rows][:-1]
