@@ -10,9 +10,11 @@
    implicit's ALS with our default hyperparameters, implicit's threaded top-10 for ALS and for
    popularity (a 1-factor model), nDCG@10.
 
-Both wall times (process start to exit), each step's seconds, peak RSS of each process (from
-``wait4``), both nDCGs, the ratios and the load average go to ``benchmarks/results/pipeline.json``
-(one entry per size, merged with earlier sizes). Needs the ``bench`` extra (implicit).
+Both wall times (process start to exit) and CPU times (user + system of each process, from
+``wait4``: steadier than wall time on a shared machine), each step's seconds, peak RSS of each
+process, both nDCGs, the ratios (whole run, data path, evaluation over fit) and the load
+average go to ``benchmarks/results/pipeline.json`` (one entry per size, merged with earlier
+sizes). Needs the ``bench`` extra (implicit).
 
     .venv/bin/python benchmarks/pipeline.py --size 1M
     .venv/bin/python benchmarks/pipeline.py --size 5M          # 100k users x 20k items
@@ -167,15 +169,16 @@ def ndcg(top: np.ndarray, relevant) -> float:
 
 
 # -- running and measuring -----------------------------------------------------------------------
-def measured(command: list[str], env: dict, stdout_path: Path) -> tuple[float, float, int]:
-    """Run ``command``; returns (wall seconds, peak RSS MiB of that process tree's largest, exit code)."""
+def measured(command: list[str], env: dict, stdout_path: Path) -> tuple[float, float, float, int]:
+    """Run ``command``; returns (wall seconds, CPU seconds (user + system, all its threads),
+    peak RSS MiB of that process, exit code)."""
     started = time.perf_counter()
     with open(stdout_path, "w") as out, open(stdout_path.with_suffix(".err"), "w") as err:
         proc = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return round(wall, 2), round(usage.ru_maxrss / 1024, 1), proc.returncode
+    return round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), round(usage.ru_maxrss / 1024, 1), proc.returncode
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -201,14 +204,14 @@ def main(argv: list[str] | None = None) -> dict:
         dataset["write_seconds"] = round(time.perf_counter() - started, 2)
         dataset["bytes"] = data.stat().st_size
 
-        ref_wall, ref_rss, code = measured([sys.executable, __file__, "--reference-only", str(data)], env,
+        ref_wall, ref_cpu, ref_rss, code = measured([sys.executable, __file__, "--reference-only", str(data)], env,
                                            tmp_path / "reference.json")
         if code != 0:
             raise SystemExit(f"reference failed:\n{(tmp_path / 'reference.err').read_text()[-3000:]}")
         ref = json.loads((tmp_path / "reference.json").read_text())
 
         ours_env = {**env, "RECSYS_HOME": str(tmp_path / "home")}
-        ours_wall, ours_rss, code = measured(
+        ours_wall, ours_cpu, ours_rss, code = measured(
             [sys.executable, "-m", "pipelines.cli", "train", "--source", "parquet", "--path", str(data), "--no-track"],
             ours_env, tmp_path / "ours.json")
         if code != 0:
@@ -226,10 +229,18 @@ def main(argv: list[str] | None = None) -> dict:
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dataset": dataset,
         "ours": {"command": "recsys train --source parquet --path FILE --no-track", "wall_seconds": ours_wall,
-                 "peak_rss_mib": ours_rss, "steps": steps, "ndcg@10": ours_ndcg},
-        "reference": {"wall_seconds": ref_wall, "peak_rss_mib": ref_rss, "steps": ref["steps"],
-                      "ndcg@10": ref["ndcg@10"], "n_train": ref["n_train"], "n_test": ref["n_test"]},
+                 "cpu_seconds": ours_cpu, "peak_rss_mib": ours_rss, "steps": steps, "ndcg@10": ours_ndcg},
+        "reference": {"wall_seconds": ref_wall, "cpu_seconds": ref_cpu, "peak_rss_mib": ref_rss,
+                      "steps": ref["steps"], "ndcg@10": ref["ndcg@10"], "n_train": ref["n_train"],
+                      "n_test": ref["n_test"]},
         "ratio_wall_ours_over_reference": round(ours_wall / ref_wall, 2),
+        "ratio_cpu_ours_over_reference": round(ours_cpu / ref_cpu, 2),
+        "evaluate_over_fit": {
+            "als": round(steps["evaluate:als"]["seconds"] / steps["fit:als"]["seconds"], 2),
+            "als_and_popularity_over_als_fit": round(
+                (steps["evaluate:als"]["seconds"] + steps["evaluate:popularity"]["seconds"])
+                / steps["fit:als"]["seconds"], 2),
+        },
         "ratio_data_path": {"ours_clean_plus_features": round(ours_data, 2),
                             "reference_read_dedup_split_csr": round(ref_data, 2),
                             "ratio": round(ours_data / ref_data, 2)},

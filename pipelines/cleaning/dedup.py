@@ -18,30 +18,33 @@ if TYPE_CHECKING:
 def keep_latest(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (user_id, item_id): the latest timestamp; ties go to the later ``source_row``.
 
-    Returns the rows sorted by (user_id, item_id), so output order depends on content only.
+    Returns the kept rows in their input order (a filter, not a reordering: moving every row
+    of string columns cost more than finding the duplicates).
     """
     if frame.empty:
         return frame
-    # Sort integer codes, not the strings: factorize(sort=True) orders only the distinct ids,
-    # so the row order equals sorting by the id strings, several times faster.
-    users = pd.factorize(frame[USER], sort=True)[0].astype(np.int64)
-    items = pd.factorize(frame[ITEM], sort=True)[0].astype(np.int64)
+    # One integer key per pair from hash codes of the ids, sorted once (a stable sort: files
+    # ordered by user or time are nearly sorted by it, and hashing it cost twice as much);
+    # only rows of a repeated pair (few) need the (timestamp, source_row) order.
+    users = pd.factorize(frame[USER])[0].astype(np.int64)
+    items = pd.factorize(frame[ITEM])[0].astype(np.int64)
     pair = users * (int(items.max()) + 1) + items
-    order = np.argsort(pair, kind="stable")  # one integer key: a radix sort
+    order = np.argsort(pair, kind="stable")
     sorted_pair = pair[order]
-    repeated = sorted_pair[1:] == sorted_pair[:-1]
-    in_group = np.zeros(len(order), dtype=bool)  # rows of a pair seen more than once
-    in_group[:-1] |= repeated
-    in_group[1:] |= repeated
-    keep = np.zeros(len(order), dtype=bool)
-    keep[order[~in_group]] = True
-    if in_group.any():  # only the few repeated pairs need the (timestamp, source_row) order
-        rows = order[in_group]
-        rows = rows[np.lexsort((frame[SOURCE_ROW].to_numpy()[rows], frame[TIMESTAMP].to_numpy()[rows], pair[rows]))]
-        last = np.ones(len(rows), dtype=bool)
-        last[:-1] = pair[rows][1:] != pair[rows][:-1]
-        keep[rows[last]] = True
-    return frame.iloc[order[keep[order]]]
+    same_as_next = sorted_pair[1:] == sorted_pair[:-1]
+    if not same_as_next.any():
+        return frame
+    in_group = np.zeros(len(order), dtype=bool)
+    in_group[:-1] |= same_as_next
+    in_group[1:] |= same_as_next
+    keep = np.ones(len(order), dtype=bool)
+    rows = order[in_group]
+    keep[rows] = False
+    rows = rows[np.lexsort((frame[SOURCE_ROW].to_numpy()[rows], frame[TIMESTAMP].to_numpy()[rows], pair[rows]))]
+    last = np.ones(len(rows), dtype=bool)
+    last[:-1] = pair[rows][1:] != pair[rows][:-1]
+    keep[rows[last]] = True
+    return frame[keep]
 
 
 def keep_latest_frame(valid: dd.DataFrame) -> dd.DataFrame:

@@ -2,26 +2,30 @@
 
 Two entry points:
 
-- :func:`top_k` ranks a dense block of scores (users x items). It runs ``torch.topk`` on the
-  block in place (threaded, no negated copy; measured 20x faster than NumPy's single-threaded
-  ``argpartition(-scores)`` on 10k x 20k blocks, see benchmarks/README.md) and falls back to
-  ``np.argpartition`` when torch is not installed. Excluded items are written as -inf into the
-  block straight from the sparse matrix: nothing sparse is densified.
+- :func:`top_k` ranks a dense block of scores (users x items), in place and without a negated
+  copy: a compiled bounded-heap scan per row (:mod:`pipelines.compute.topk_kernels`, numba,
+  rows spread over threads), which measured half the CPU time of ``torch.topk`` and a seventh
+  of NumPy's ``argpartition`` here (see benchmarks/README.md); without numba ``torch.topk``,
+  without torch ``np.argpartition``. Excluded items are written as -inf into the block straight
+  from the sparse matrix: nothing sparse is densified.
 - :func:`top_k_items` serves scorers whose scores depend only on the item (popularity, the
   unknown-user fallback): one global ranking, and each user's exclusions skipped with a
   segmented search over the sparse rows. No users x items matrix exists at any point.
 
 Both return ``(indices int64, scores float32)`` of shape (n_rows, k), best first. A row with
 fewer than ``k`` finite candidates (k above the catalogue, everything seen, -inf scores) is
-padded with index -1 and score -inf. Among equal scores the lower item index comes first in
-:func:`top_k_items`; in :func:`top_k` tied items inside the list are ordered by index, and which
-of several items tied at the k-th score makes the cut is left to the selection algorithm.
+padded with index -1 and score -inf. Among equal scores the lower item index comes first, in
+the list and at the cut (on the torch and NumPy fallbacks of :func:`top_k`, which of several
+items tied at the k-th score makes the cut is left to their selection algorithm).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,11 +34,54 @@ log = logging.getLogger(__name__)
 
 #: Bytes of float32 scores per block when a caller lets :func:`block_rows` choose. torch.topk
 #: spreads a block over its threads, so blocks much smaller than this lose to thread start-up
-#: (measured on 10k x 20k: 64-row blocks 2.5x slower than 1024-row ones); much larger blocks
-#: only cost memory.
-BLOCK_BYTES = 64 * 2**20
+#: (measured on 10k x 20k: 64-row blocks 2.5x slower than 1024-row ones, and matmul plus top-50
+#: of 512-row blocks 25% slower than of 2048-row ones); much larger blocks only cost memory.
+BLOCK_BYTES = 128 * 2**20
+
+#: Rows per thread below which a block is ranked on the calling thread alone.
+_ROWS_PER_THREAD = 64
 
 _torch: Any = None
+_KERNEL_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _load_kernel() -> Callable[..., None] | None:
+    try:
+        from pipelines.compute.topk_kernels import top_k_rows
+    except ImportError as exc:
+        log.warning("numba is not usable (%s): top-K falls back to torch.topk or np.argpartition", exc)
+        return None
+    return top_k_rows
+
+
+def compiled_kernel() -> Callable[..., None] | None:
+    """The numba top-K kernel, or None without numba (imported once, under a lock: callers'
+    threads may ask at once)."""
+    with _KERNEL_LOCK:
+        return _load_kernel()
+
+
+def _threads(num_threads: int | None) -> int:
+    from pipelines.models.threads import fit_threads  # RECSYS_THREADS, else this process's cores
+
+    return fit_threads(int(num_threads or 0))
+
+
+def _kernel_top_k(kernel: Callable[..., None], scores: np.ndarray, k: int, num_threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Run the compiled kernel over the rows of ``scores``, split into one range per thread."""
+    n_rows = scores.shape[0]
+    idx = np.empty((n_rows, k), dtype=np.int64)
+    val = np.empty((n_rows, k), dtype=np.float32)
+    threads = max(1, min(_threads(num_threads), n_rows // _ROWS_PER_THREAD))
+    if threads == 1:
+        kernel(scores, k, 0, n_rows, idx, val)
+        return idx, val
+    bounds = np.linspace(0, n_rows, threads + 1).astype(np.int64)
+    with ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(kernel, scores, k, int(a), int(b), idx, val) for a, b in zip(bounds[:-1], bounds[1:])]:
+            done.result()
+    return idx, val
 
 
 def _import_torch() -> Any:
@@ -77,6 +124,16 @@ def _order_ties_by_index(idx: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, 
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(val, order, axis=1)
 
 
+def _order_sorted_ties_by_index(idx: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_order_ties_by_index` for rows already sorted by score descending: only rows
+    holding a tie are re-sorted (with real-valued scores, few or none)."""
+    tied = np.flatnonzero((val[:, 1:] == val[:, :-1]).any(axis=1))
+    if len(tied):
+        idx, val = idx.copy(), val.copy()
+        idx[tied], val[tied] = _order_ties_by_index(idx[tied], val[tied])
+    return idx, val
+
+
 def top_k(
     scores: np.ndarray,
     k: int,
@@ -89,8 +146,9 @@ def top_k(
     ``scores``: (n_rows, n_items) float array; float32 C-contiguous input is used as is and its
     excluded cells are overwritten with -inf (pass a copy to keep the original). ``exclude``:
     optional sparse (n_rows, n_items); its stored cells are never returned. ``num_threads``
-    caps torch's threads for this call (default: torch's setting). Returns int64 indices and
-    float32 scores of shape (n_rows, k), padded with -1 / -inf. NaN scores are not supported.
+    caps the threads for this call (default: ``$RECSYS_THREADS``, else the cores this process
+    may run on). Returns int64 indices and float32 scores of shape (n_rows, k), padded with
+    -1 / -inf. NaN scores are not supported.
     Raises ValueError for k < 1, a non-2-D block or an ``exclude`` of another shape.
     """
     if k < 1:
@@ -108,8 +166,11 @@ def top_k(
     k_eff = min(k, n_items)
     if n_rows == 0 or k_eff == 0:
         return idx_out, val_out
-    torch = _import_torch()
-    if torch is not None:
+    kernel = compiled_kernel()
+    torch = None if kernel is not None else _import_torch()
+    if kernel is not None:
+        idx, val = _kernel_top_k(kernel, scores, k_eff, num_threads)
+    elif torch is not None:
         previous = torch.get_num_threads()
         if num_threads:
             torch.set_num_threads(int(num_threads))
@@ -118,12 +179,12 @@ def top_k(
         finally:
             if num_threads:
                 torch.set_num_threads(previous)
-        idx, val = idx_t.numpy(), val_t.numpy()
+        idx, val = _order_sorted_ties_by_index(idx_t.numpy().astype(np.int64, copy=False), val_t.numpy())
     else:
         # argpartition on the scores themselves: the k largest are the last k, no negated copy.
         idx = np.argpartition(scores, n_items - k_eff, axis=1)[:, n_items - k_eff :]
         val = np.take_along_axis(scores, idx, axis=1)
-    idx, val = _order_ties_by_index(idx.astype(np.int64, copy=False), val)
+        idx, val = _order_ties_by_index(idx.astype(np.int64, copy=False), val)
     finite = np.isfinite(val)
     idx_out[:, :k_eff] = np.where(finite, idx, -1)
     val_out[:, :k_eff] = np.where(finite, val, -np.inf)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from pipelines.evaluation.metrics import ranking_metrics
+from pipelines.evaluation.metrics import ranking_metrics, ranking_metrics_at_ks
 
 if TYPE_CHECKING:
     from pipelines.models.base import Recommender
@@ -97,5 +97,4 @@ def metrics_at_ks(
         raise ValueError(f"ks must be non-empty positive integers, got {ks}")
     train, test, users = _prepare(train, test, users)
     recommended = _recommend(model, train, users, ks[-1], batch_size)
-    relevant = test[users]
-    return {k: ranking_metrics(recommended[:, :k], relevant, k, n_items=test.shape[1]) for k in ks}
+    return ranking_metrics_at_ks(recommended, test[users], ks, n_items=test.shape[1])

@@ -16,7 +16,9 @@ binary relevance), so numbers compare with its MovieLens benchmark tables. For a
 
 Per-user values are averaged over users with at least one relevant item (Recommenders averages
 over users present in both truth and predictions; a user whose list is all empty slots counts
-here with zeros). Everything is vectorised: no Python loop over users.
+here with zeros). Everything is vectorised: no Python loop over users. Several cut-offs come
+from one hit matrix of the longest list (:func:`ranking_metrics_at_ks`): a top-k list is a
+prefix of a longer one.
 """
 
 from __future__ import annotations
@@ -49,10 +51,10 @@ def hit_matrix(recommended: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
 
 
 def _check_inputs(
-    recommended: np.ndarray, relevant: sp.spmatrix, k: int, n_items: int
+    recommended: np.ndarray, relevant: sp.spmatrix, ks: list[int], n_items: int
 ) -> np.ndarray:
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    if not ks or ks[0] < 1:
+        raise ValueError(f"k must be >= 1, got {ks[0] if ks else 'no k'}")
     if n_items < 1:
         raise ValueError(f"n_items must be >= 1, got {n_items}")
     rec = np.asarray(recommended)
@@ -65,7 +67,7 @@ def _check_inputs(
             f"recommended has {rec.shape[0]} rows but relevant has {relevant.shape[0]}; "
             "slice relevant to the evaluated users"
         )
-    rec = rec[:, :k].astype(np.int64, copy=False)
+    rec = rec[:, : ks[-1]].astype(np.int64, copy=False)
     ordered = np.sort(rec, axis=1)
     repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
     if repeated.any():
@@ -89,40 +91,61 @@ def ranking_metrics(
     (users with >= 1 relevant item: the ones averaged); metrics are 0.0 when there are none.
     Raises ValueError on mismatched shapes, k < 1 or a list repeating an item.
     """
-    rec = _check_inputs(recommended, relevant, k, n_items)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return ranking_metrics_at_ks(recommended, relevant, (k,), n_items)[k]
+
+
+def ranking_metrics_at_ks(
+    recommended: np.ndarray, relevant: sp.spmatrix, ks: tuple[int, ...] | list[int], n_items: int
+) -> dict[int, dict[str, float]]:
+    """:func:`ranking_metrics` at every cut-off of ``ks`` (``{k: metrics}``, ascending k) from
+    one hit matrix of the first ``max(ks)`` columns: each list is checked and matched once.
+
+    Raises ValueError like :func:`ranking_metrics` (any k < 1 included).
+    """
+    ks = sorted({int(k) for k in ks})
+    rec = _check_inputs(recommended, relevant, ks, n_items)
     relevant = sp.csr_matrix(relevant)
     relevant.eliminate_zeros()
     n_relevant = np.diff(relevant.indptr).astype(np.float64)
     evaluated = n_relevant > 0
-    result = {f"{name}@{k}": 0.0 for name in METRIC_NAMES}
-    result["n_users"] = int(evaluated.sum())
+    n_users = int(evaluated.sum())
     if not evaluated.any():
-        return result
+        return {k: {**{f"{name}@{k}": 0.0 for name in METRIC_NAMES}, "n_users": 0} for k in ks}
 
     rec = rec[evaluated]
     hits = hit_matrix(rec, relevant[evaluated]).astype(np.float64)
     n_rel = n_relevant[evaluated]
-    n_hits = hits.sum(axis=1)
     width = hits.shape[1]
-
-    discounts = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))  # ranks 1..k
-    dcg = hits @ discounts[:width]
+    discounts = 1.0 / np.log2(np.arange(2, ks[-1] + 2, dtype=np.float64))  # ranks 1..max(ks)
     ideal_cumulative = np.cumsum(discounts)
-    idcg = ideal_cumulative[np.minimum(n_rel, k).astype(np.int64) - 1]
-
     ranks = np.arange(1, width + 1, dtype=np.float64)
-    precision_at_hits = np.cumsum(hits, axis=1) / ranks * hits
-    average_precision = precision_at_hits.sum(axis=1) / n_rel
+    # Running sums along each list: the value at column k-1 is the metric's sum over the top k.
+    cum_hits = np.cumsum(hits, axis=1)
+    cum_dcg = np.cumsum(hits * discounts[:width], axis=1)
+    cum_precision = np.cumsum(cum_hits / ranks * hits, axis=1)
+    # The best (first) rank of each recommended item: coverage@k counts those below k.
+    valid = (rec >= 0) & (rec < n_items)
+    columns = np.broadcast_to(np.arange(width), rec.shape)
+    first_rank = np.full(n_items, width, dtype=np.int64)
+    np.minimum.at(first_rank, rec[valid], columns[valid])
+    distinct_by_rank = np.cumsum(np.bincount(first_rank, minlength=width + 1)[:width])
 
-    distinct = np.unique(rec[(rec >= 0) & (rec < n_items)])
-    result.update(
-        {
+    result: dict[int, dict[str, float]] = {}
+    for k in ks:
+        upto = min(k, width) - 1  # columns past the list's width are empty slots: no more hits
+        n_hits = cum_hits[:, upto] if width else np.zeros(len(n_rel))
+        dcg = cum_dcg[:, upto] if width else np.zeros(len(n_rel))
+        average_precision = (cum_precision[:, upto] if width else np.zeros(len(n_rel))) / n_rel
+        idcg = ideal_cumulative[np.minimum(n_rel, k).astype(np.int64) - 1]
+        result[k] = {
             f"precision@{k}": float(np.mean(n_hits / k)),
             f"recall@{k}": float(np.mean(n_hits / n_rel)),
             f"ndcg@{k}": float(np.mean(dcg / idcg)),
             f"map@{k}": float(np.mean(average_precision)),
             f"hit_rate@{k}": float(np.mean(n_hits > 0)),
-            f"coverage@{k}": float(len(distinct) / n_items),
+            f"coverage@{k}": float(distinct_by_rank[upto] / n_items) if width else 0.0,
+            "n_users": n_users,
         }
-    )
     return result

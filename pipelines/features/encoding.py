@@ -2,8 +2,12 @@
 
 Ids are sorted (as strings) before numbering, so the same clean data always gives the same
 encoding whatever its partitioning: ``user_idx`` runs 0..n_users-1, ``item_idx`` 0..n_items-1.
-The index frames are small (one row per distinct id) and come back as pandas frames; the
-interactions stay a lazy Dask frame until the caller computes them.
+The index frames are small (one row per distinct id) and come back as pandas frames.
+
+Two ways in: :func:`encode_in_one_pass` reads the data once (each partition factorizes its own
+ids, then the small per-partition id lists are merged and sorted and the codes remapped in
+NumPy): what the features step uses. :func:`build_encodings` + :func:`encode_interactions`
+build an encoding, then apply it lazily, e.g. to data encoded against an existing index.
 """
 
 from __future__ import annotations
@@ -44,15 +48,69 @@ def build_encodings(interactions: dd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
 
 
 def _index_frame(ids: pd.Series, id_column: str, idx_column: str) -> pd.DataFrame:
-    values = np.sort(np.asarray(pd.Series(ids).dropna().to_numpy(), dtype=str))
+    # Python's str order is code-point order, as NumPy's unicode sort and Arrow's byte order.
+    values = np.sort(np.asarray(pd.Series(ids).dropna().astype(str).unique(), dtype=object))
     if len(values) >= np.iinfo(np.int32).max:
         raise DataError(f"{id_column} has {len(values)} distinct values: too many for int32")
     return pd.DataFrame(
         {
-            id_column: pd.Series(values, dtype=object).astype(str),
+            id_column: pd.Series(values, dtype="str"),
             idx_column: np.arange(len(values), dtype=np.int32),
         }
     )
+
+
+def _local_codes(part: pd.DataFrame, min_rating: float | None) -> dict[str, object]:
+    """One partition's rows (rated at least ``min_rating``) with ids as codes into the
+    partition's own distinct ids (a hash factorize: no sort, no global state)."""
+    rows_read = len(part)
+    if min_rating is not None:
+        part = part[part[RATING] >= min_rating]
+    users, user_ids = pd.factorize(part[USER].astype("str"))
+    items, item_ids = pd.factorize(part[ITEM].astype("str"))
+    if (users < 0).any() or (items < 0).any():
+        column = USER if (users < 0).any() else ITEM
+        raise DataError(f"interactions have a missing {column} (the clean contract has none)")
+    return {
+        "rows_read": rows_read, "users": users, "user_ids": user_ids, "items": items, "item_ids": item_ids,
+        RATING: part[RATING].to_numpy(dtype=np.float32), TIMESTAMP: part[TIMESTAMP].to_numpy(dtype=np.int64),
+    }
+
+
+def _merge_codes(parts: list[dict], codes: str, ids: str, id_column: str, idx_column: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The index over every partition's distinct ids, and all rows' codes remapped into it."""
+    index = _index_frame(pd.concat([pd.Series(part[ids]) for part in parts], ignore_index=True), id_column, idx_column)
+    position = pd.Index(index[id_column])
+    remapped = [position.get_indexer(part[ids]).astype(np.int32)[part[codes]] for part in parts]
+    return index, np.concatenate(remapped) if remapped else np.zeros(0, dtype=np.int32)
+
+
+def encode_in_one_pass(
+    interactions: dd.DataFrame, min_rating: float | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
+    """Encode a Dask interaction frame in one computation: ``(encoded, user_index, item_index,
+    rows_read)``.
+
+    ``encoded`` has the columns and dtypes of ``ENCODED_DTYPES``, rows in partition order, only
+    rows rated at least ``min_rating`` (when given); the indices are those of
+    :func:`build_encodings` on the kept rows; ``rows_read`` counts rows before that filter.
+    Raises DataError for a missing column, a missing id or no rows at all.
+    """
+    missing = [c for c in (USER, ITEM, RATING, TIMESTAMP) if c not in interactions.columns]
+    if missing:
+        raise DataError(f"interactions have no column(s) {missing} (columns: {list(interactions.columns)})")
+    parts = interactions[[USER, ITEM, RATING, TIMESTAMP]].to_delayed()
+    (parts,) = dask.compute([dask.delayed(_local_codes)(part, min_rating) for part in parts])
+    user_index, users = _merge_codes(parts, "users", "user_ids", USER, USER_IDX)
+    if len(user_index) == 0:
+        raise DataError("interactions are empty: no user_id to encode")
+    item_index, items = _merge_codes(parts, "items", "item_ids", ITEM, ITEM_IDX)
+    encoded = pd.DataFrame({
+        USER_IDX: users, ITEM_IDX: items,
+        RATING: np.concatenate([part[RATING] for part in parts]),
+        TIMESTAMP: np.concatenate([part[TIMESTAMP] for part in parts]),
+    })
+    return encoded, user_index, item_index, sum(part["rows_read"] for part in parts)
 
 
 def encode_partition(
@@ -78,11 +136,13 @@ def encode_partition(
 
 
 def _positions(column: pd.Series, sorted_ids: np.ndarray | pd.Index, name: str) -> np.ndarray:
-    # A hash lookup: searchsorted over NumPy unicode arrays compared strings char by char and
-    # cost most of the features step.
+    # Factorize first, then look up only the distinct ids: a hash pass over Arrow strings, where
+    # a lookup of every row converted each to a Python string (most of the features step).
     index = sorted_ids if isinstance(sorted_ids, pd.Index) else pd.Index(np.asarray(sorted_ids, dtype=object))
     values = column.astype(str)
-    pos = index.get_indexer(values)
+    codes, distinct = pd.factorize(values)
+    pos = index.get_indexer(distinct)[codes] if len(codes) else np.zeros(0, dtype=np.intp)
+    pos[codes < 0] = -1
     unknown = pos < 0
     if unknown.any():
         raise DataError(f"{name} {values.iloc[int(np.argmax(unknown))]!r} is not in the encoding")

@@ -76,12 +76,10 @@ def load_encoded_interactions(
     ``min_rating`` are dropped before encoding. ``interactions`` is sorted by
     (user_idx, item_idx) so later splits depend on content and seed, not on file layout.
     """
-    import dask
     import dask.dataframe as dd
 
-    from pipelines.features.encoding import build_encodings, encode_interactions
-
     from pipelines.data.snapshot import parquet_rows
+    from pipelines.features.encoding import encode_in_one_pass
 
     if parquet_rows(files) == 0:  # footers only
         raise DataError(
@@ -95,13 +93,10 @@ def load_encoded_interactions(
             f"{files[0].parent}: interactions have no column(s) {missing} "
             f"(columns: {list(raw.columns)})"
         )
-    kept = raw if min_rating is None else raw[raw[RATING] >= min_rating]
     try:
-        user_index, item_index = build_encodings(kept)
+        frame, user_index, item_index, n_rows = encode_in_one_pass(raw, min_rating)
     except DataError as exc:
         raise DataError(f"{files[0].parent}: {exc}") from None
-    encoded = encode_interactions(kept, user_index, item_index)
-    frame, n_rows = dask.compute(encoded, raw.map_partitions(len).sum())
     # One int64 key per pair: a single-key sort and an adjacent comparison instead of a
     # two-column sort and a hashed duplicated(), several times faster on millions of rows.
     key = frame[USER_IDX].to_numpy(dtype=np.int64) * max(1, len(item_index)) + frame[ITEM_IDX].to_numpy()

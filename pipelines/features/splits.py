@@ -42,6 +42,35 @@ def _group_ranks(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(n) - starts[group] + 1, sizes[group]
 
 
+_TICKS = 2**53  # RandomState.rand() returns k / 2**53 for an integer k < 2**53
+_GROUPS_PER_KEY = 2**10 - 1  # group offsets that fit above 53 bits of draw in an int64
+
+
+def _order_by_group_then_draw(groups: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """``np.lexsort((draws, groups))``: rows by group, then by draw, ties in row order.
+
+    When ``groups`` is already non-decreasing (the features step sorts rows by user) and the
+    draws are exact multiples of 2**-53 (as ``RandomState.rand`` makes them), each block of up to
+    1023 consecutive groups sorts on one int64 key (group offset above the draw's 53 bits),
+    nearly sorted already, which the stable sort handles several times faster than lexsort's
+    two passes; the result is identical. Otherwise: ``np.lexsort``.
+    """
+    n = len(groups)
+    if n < 2 or (groups[1:] < groups[:-1]).any():
+        return np.lexsort((draws, groups))
+    ticks = (draws * _TICKS).astype(np.int64)
+    if not np.array_equal(ticks / _TICKS, draws):
+        return np.lexsort((draws, groups))
+    starts_group = np.r_[True, groups[1:] != groups[:-1]]
+    group = np.cumsum(starts_group) - 1  # 0, 1, ... per group
+    block_starts = np.flatnonzero(starts_group)[::_GROUPS_PER_KEY]
+    order = np.empty(n, dtype=np.int64)
+    for start, stop in zip(block_starts, np.r_[block_starts[1:], n]):
+        key = ((group[start:stop] - group[start]) << 53) | ticks[start:stop]
+        order[start:stop] = start + np.argsort(key, kind="stable")
+    return order
+
+
 def _check_fraction(name: str, value: float) -> None:
     try:
         check_range(name, value, 0.0, 1.0, low_open=True, high_open=True)
@@ -76,7 +105,7 @@ def stratified_split(
     _check_columns(df, col_user)
     users = df[col_user].to_numpy()
     draws = np.random.RandomState(seed).rand(len(df))
-    order = np.lexsort((draws, users))
+    order = _order_by_group_then_draw(users, draws)
     rank, size = _group_ranks(users[order])
     n_train = np.maximum(1, np.round((1.0 - test_fraction) * size))
     in_train = np.empty(len(df), dtype=bool)
@@ -104,7 +133,7 @@ def item_stratified_split(
     _check_columns(df, col_item)
     items = df[col_item].to_numpy()
     draws = np.random.RandomState(seed).rand(len(df))
-    order = np.lexsort((draws, items))
+    order = _order_by_group_then_draw(items, draws)
     rank, size = _group_ranks(items[order])
     in_train = np.empty(len(df), dtype=bool)
     in_train[order] = rank.astype(np.float64) / size <= 1.0 - test_fraction

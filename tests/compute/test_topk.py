@@ -70,8 +70,25 @@ def test_top_k_equals_full_sort(k: int, seed: int) -> None:
     assert_same_ranking(got, full_sort(scores, k, seen), scores, seen)
 
 
-def test_top_k_numpy_fallback_equals_full_sort(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(topk_module, "_torch", False)  # as if torch were not installed
+@pytest.mark.parametrize("k", [1, 5, 40, 55])
+def test_compiled_top_k_equals_full_sort_exactly_on_threads(k: int) -> None:
+    """The numba kernel breaks ties at the cut by index too: identical to the stable sort,
+    with the rows split over threads (ranges of at least 64 rows)."""
+    assert topk_module.compiled_kernel() is not None
+    scores, seen = random_case(5, n_rows=300)
+    got = top_k(scores.copy(), k, exclude=seen, num_threads=3)
+    want = full_sort(scores, k, seen)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    nan_scores = np.array([[np.nan, 1.0, np.nan, 2.0]], dtype=np.float32)
+    np.testing.assert_array_equal(top_k(nan_scores, 3)[0], [[3, 1, -1]])  # NaN is never picked
+
+
+@pytest.mark.parametrize("torch_installed", [True, False])
+def test_top_k_fallbacks_equal_full_sort(monkeypatch: pytest.MonkeyPatch, torch_installed: bool) -> None:
+    monkeypatch.setattr(topk_module, "compiled_kernel", lambda: None)  # as if numba were not installed
+    if not torch_installed:
+        monkeypatch.setattr(topk_module, "_torch", False)
     scores, seen = random_case(2)
     for k in (3, 55):
         assert_same_ranking(top_k(scores.copy(), k, exclude=seen), full_sort(scores, k, seen), scores, seen)

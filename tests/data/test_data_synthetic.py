@@ -126,3 +126,21 @@ def test_matrix_factorization_clearly_beats_popularity():
 def test_generate_partition_rejects_a_bad_index():
     with pytest.raises(IndexError, match=r"part_index must be in \[0, 4\)"):
         generate_partition(CFG, 4)
+
+
+def test_picks_are_distinct_exact_in_number_and_follow_the_mixture():
+    world = synthetic._item_world(3, 50, 4)
+    rng = np.random.default_rng(0)
+    n_users = 4000
+    components = np.column_stack([np.zeros(n_users, dtype=np.int64), np.full(n_users, 2), np.full(n_users, 3)])
+    weights = np.tile([0.2, 0.5, 0.3], (n_users, 1))
+    counts = np.ones(n_users, dtype=np.int64)
+    counts[:3] = [50, 49, 30]  # the whole catalogue: drawn to the end by the exact fallback
+    rows, items = synthetic._distinct_picks(components, weights, world, counts, rng)
+    assert np.array_equal(np.bincount(rows, minlength=n_users), counts)
+    assert len(np.unique(rows * 50 + items)) == len(rows)  # no (user, item) twice
+    # Single picks follow the mixture of the pick distributions (a table draw or its remainder).
+    single = items[rows >= 3]
+    want = weights[0] @ world["pick_probs"][components[0]] * len(single)
+    observed = np.bincount(single, minlength=50)
+    assert ((observed - want) ** 2 / want).sum() < 100  # chi-square, 49 degrees of freedom: p < 1e-5 to fail

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from pipelines.evaluation.metrics import hit_matrix, ranking_metrics
+from pipelines.evaluation.metrics import hit_matrix, ranking_metrics, ranking_metrics_at_ks
 
 
 def relevance(rows: list[list[int]], n_items: int = 10) -> sp.csr_matrix:
@@ -98,3 +98,38 @@ def test_vectorised_on_many_users() -> None:
     # A random ranker: precision@k ~ density, recall@k ~ k / n_items.
     assert m["precision@10"] == pytest.approx(0.01, rel=0.1)
     assert m["recall@10"] == pytest.approx(k / n_items, rel=0.1)
+
+
+def per_user_reference(recommended: np.ndarray, relevant: sp.csr_matrix, k: int, n_items: int) -> dict[str, float]:
+    """The conventions of the module docstring, one user at a time in plain Python."""
+    rows = []
+    for user in range(relevant.shape[0]):
+        truth = set(relevant[user].indices)
+        if not truth:
+            continue
+        top = [int(i) for i in recommended[user, :k]]
+        hits = [1.0 if i in truth else 0.0 for i in top] + [0.0] * (k - len(top))
+        dcg = sum(h / math.log2(j + 2) for j, h in enumerate(hits))
+        idcg = sum(1 / math.log2(j + 2) for j in range(min(k, len(truth))))
+        ap = sum(sum(hits[: j + 1]) / (j + 1) for j, h in enumerate(hits) if h) / len(truth)
+        rows.append((sum(hits) / k, sum(hits) / len(truth), dcg / idcg, ap, float(sum(hits) > 0)))
+    means = np.mean(rows, axis=0)
+    shown = {int(i) for user in range(relevant.shape[0]) if relevant[user].nnz for i in recommended[user, :k] if 0 <= i < n_items}
+    names = ("precision", "recall", "ndcg", "map", "hit_rate")
+    return {**{f"{name}@{k}": float(v) for name, v in zip(names, means)}, f"coverage@{k}": len(shown) / n_items}
+
+
+def test_every_cut_off_from_one_matrix_equals_a_per_user_reference() -> None:
+    gen = np.random.default_rng(7)
+    n_users, n_items = 300, 60
+    relevant = sp.csr_matrix(gen.random((n_users, n_items)) < 0.08, dtype=np.float32)
+    recommended = np.array([gen.permutation(n_items)[:12] for _ in range(n_users)])
+    recommended[gen.random(recommended.shape) < 0.1] = -1  # empty slots anywhere in a list
+    by_k = ranking_metrics_at_ks(recommended, relevant, (15, 1, 5, 12), n_items)
+    assert list(by_k) == [1, 5, 12, 15]  # 15 is past the lists' width: the missing slots are misses
+    for k, metrics in by_k.items():
+        assert metrics == ranking_metrics(recommended, relevant, k, n_items)
+        want = per_user_reference(recommended, relevant, k, n_items)
+        for name, value in want.items():
+            assert metrics[name] == pytest.approx(value, abs=1e-12), (k, name)
+        assert metrics["n_users"] == int((np.diff(relevant.indptr) > 0).sum())

@@ -49,3 +49,21 @@ def test_unknown_id_and_missing_column_are_named(interactions: pd.DataFrame) -> 
         encode_interactions(dd.from_pandas(interactions.drop(columns="timestamp"), npartitions=1), users, items)
     with pytest.raises(DataError, match="item_id"):
         build_encodings(dd.from_pandas(interactions.drop(columns="item_id"), npartitions=1))
+
+
+def test_one_pass_encoding_equals_the_two_pass_one(interactions: pd.DataFrame) -> None:
+    from pipelines.features.encoding import encode_in_one_pass
+
+    shuffled = interactions.sample(frac=1.0, random_state=5)
+    ddf = dd.from_pandas(shuffled, npartitions=3)
+    encoded, users, items, rows_read = encode_in_one_pass(ddf)
+    want_users, want_items = build_encodings(ddf)
+    pd.testing.assert_frame_equal(users, want_users)
+    pd.testing.assert_frame_equal(items, want_items)
+    want = encode_interactions(ddf, users, items).compute().reset_index(drop=True)
+    pd.testing.assert_frame_equal(encoded, want)
+    assert rows_read == len(interactions)
+    threshold = float(np.median(interactions["rating"]))
+    kept, kept_users, _, rows_read = encode_in_one_pass(ddf, min_rating=threshold)
+    assert rows_read == len(interactions) and len(kept) == int((interactions["rating"] >= threshold).sum())
+    assert kept_users["user_id"].tolist() == sorted(shuffled.loc[shuffled["rating"] >= threshold, "user_id"].unique())

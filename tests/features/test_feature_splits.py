@@ -9,6 +9,7 @@ import pytest
 from pipelines.errors import ConfigError
 from pipelines.features.config import FeatureConfig
 from pipelines.features.splits import (
+    _order_by_group_then_draw,
     random_split,
     split_interactions,
     stratified_split,
@@ -145,3 +146,18 @@ def test_split_interactions_without_validation(encoded: pd.DataFrame) -> None:
     parts = split_interactions(encoded, FeatureConfig())
     assert parts.validation is None and parts.cold_dropped == 0
     assert len(parts.train) + len(parts.test) == len(encoded)
+
+
+@pytest.mark.parametrize("sorted_groups", [True, False])
+def test_group_then_draw_order_equals_lexsort(sorted_groups: bool) -> None:
+    """The blocked single-key order (rows sorted by user, more than 1023 users, tied draws)
+    is exactly np.lexsort's; unsorted groups take lexsort itself."""
+    gen = np.random.default_rng(11)
+    groups = gen.integers(0, 3000, 20_000).astype(np.int32)
+    if sorted_groups:
+        groups.sort()
+    draws = np.random.RandomState(3).rand(len(groups))
+    draws[100:110] = draws[100]  # ties inside a group are broken by row order
+    np.testing.assert_array_equal(_order_by_group_then_draw(groups, draws), np.lexsort((draws, groups)))
+    off_grid = draws * 0.999999  # not k / 2**53: the integer key would not be exact, lexsort runs
+    np.testing.assert_array_equal(_order_by_group_then_draw(groups, off_grid), np.lexsort((off_grid, groups)))
