@@ -167,7 +167,7 @@ def test_train_step_warm_starts_from_the_registered_champion_and_tags_the_run(ml
     args = build_parser().parse_args(["train", "--model", "als", "--model", "itemknn", "--warm-start"])
     assert [c.warm_start for c in pipeline_config(args).candidates] == [True, True, False]  # the baseline: never
 
-    als = TrainConfig(model="als", params={"factors": 8, "iterations": 3}, warm_start=True)
+    als = TrainConfig(model="als", params={"factors": 8, "iterations": 10, "regularization": 1.0}, warm_start=True)
     config = PipelineConfig(ingest=IngestConfig(source="synthetic", n_users=150, n_items=80, interactions_per_user=15),
                             candidates=(als,))
     first = run_pipeline(config, "warm-1", out_root=str(tmp_path / "lake"), register=True, tracking_uri=mlflow_home)
