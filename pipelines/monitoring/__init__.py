@@ -1,0 +1,1 @@
+"""Monitoring and continuous training: drift, staleness, live quality, alerts and retrain triggers."""
