@@ -3,8 +3,8 @@
 When a check says ``retrain`` (:func:`pipelines.monitoring.run.monitor`), the monitoring DAG
 triggers ``recsys_training`` with the conf :func:`retrain_conf` builds:
 
-- the data: the interactions the check looked at (its source, else the champion's own training
-  source, which a landing folder keeps growing);
+- the data: the source of the interactions the check looked at (its own, else the champion's
+  training source, which a landing folder keeps growing), read again by the training run;
 - the held-out data: the newest ``holdout_fraction`` of the interactions that arrived after the
   champion's snapshot (a ``temporal_cutoff`` split). The champion never saw them and the
   candidate is trained on everything before them, so promotion compares both on the same
@@ -18,11 +18,14 @@ triggers ``recsys_training`` with the conf :func:`retrain_conf` builds:
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.errors import ConfigError
+from pipelines.constants import TIMESTAMP
+from pipelines.errors import ConfigError, DataError
+from pipelines.storage import MANIFEST
 
 log = logging.getLogger(__name__)
 
@@ -50,60 +53,39 @@ def check_training_params(params: Mapping[str, Any]) -> None:
     check_params({key: value for key, value in params.items() if key != "model_params"})
 
 
-def champion_training(tracking_uri: str | None, registered_model: str, version: str) -> dict[str, Any]:
-    """Where the champion's data came from: ``{"source", "path"...}`` of its run and its snapshot URI."""
-    from pipelines.tracking.promotion import registry_client
-
-    client = registry_client(tracking_uri)
-    mv = client.get_model_version(registered_model, str(version))
-    run = client.get_run(mv.run_id)
-    parent_id = run.data.tags.get("mlflow.parentRunId")
-    params = client.get_run(parent_id).data.params if parent_id else run.data.params
-    source = {"source": params.get("ingest.source")}
-    for key, param in (("path", "ingest.path"), ("sql_conn_id", "ingest.conn_id"), ("sql_table", "ingest.table"),
-                       ("sql_query", "ingest.query")):
-        value = params.get(param)
-        if value not in (None, "", "None"):
-            source[key] = value
-    return {"data": source, "snapshot_uri": mv.tags.get("lineage.snapshot_uri")}
-
-
-def snapshot_end(snapshot_uri: str) -> int:
-    """The latest usable timestamp (epoch seconds) in a raw snapshot folder.
+def source_params(raw_partition: str) -> dict[str, Any]:
+    """The training form's source parameters of the data a check read (its raw partition's manifest).
 
     Raises:
-        DataError: the snapshot is gone or holds no usable timestamp.
+        ConfigError: no manifest, or a SQL source given by URL (never stored; use a connection id).
     """
+    from pipelines.data.snapshot import read_json
+
+    raw = Path(raw_partition)
+    manifest = (raw.parent if raw.name == "interactions" else raw) / MANIFEST
+    if not manifest.is_file():
+        raise ConfigError(f"retrain: the check's data manifest {manifest} is gone; give the monitoring run a source")
+    settings = dict(read_json(manifest).get("config") or {})
+    if settings.get("source") == "sql" and not settings.get("conn_id"):
+        raise ConfigError("retrain: the data was read from SQL through a URL, which never travels to a DAG run; "
+                          "give the monitoring run an Airflow connection id (sql_conn_id)")
+    named = {"source": settings.get("source"), "path": settings.get("path"), "sql_conn_id": settings.get("conn_id"),
+             "sql_table": settings.get("table"), "sql_query": settings.get("query")}
+    return {key: value for key, value in named.items() if value is not None}
+
+
+def clean_interactions(folders: Sequence[str]):
+    """The clean interactions (typed by the cleaning step) in ``folders``, as one pandas frame."""
     import pandas as pd
 
-    from pipelines.cleaning.rules import parse_timestamps
-    from pipelines.constants import TIMESTAMP
-    from pipelines.data.snapshot import parquet_files
-    from pipelines.errors import DataError
+    from pipelines.constants import ITEM, TIMESTAMP, USER
+    from pipelines.features.run import interaction_files
 
-    files = parquet_files(snapshot_uri)
+    files = [path for folder in folders for path in interaction_files(Path(folder))]
     if not files:
-        raise DataError(f"champion snapshot {snapshot_uri!r} holds no Parquet file (was the lake cleared?)")
-    stamps = parse_timestamps(pd.concat([pd.read_parquet(f, columns=[TIMESTAMP])[TIMESTAMP] for f in files]))
-    if stamps.notna().sum() == 0:
-        raise DataError(f"champion snapshot {snapshot_uri!r} has no readable timestamp")
-    return int(stamps.max())
-
-
-def current_interactions(data: Mapping[str, Any]):
-    """The interactions of a training source, typed (ids text, rating float, timestamp int64), usable rows only."""
-    import pandas as pd
-
-    from pipelines.cleaning.rules import normalize_ids, parse_ratings, parse_timestamps
-    from pipelines.constants import ITEM, RATING, TIMESTAMP, USER
-    from pipelines.data.config import IngestConfig
-    from pipelines.data.ingest import interactions_frame
-
-    frame = interactions_frame(IngestConfig(**{k: v for k, v in data.items() if k in ("source", "path")}))
-    raw = frame[[USER, ITEM, RATING, TIMESTAMP]].compute(scheduler="threads")
-    typed = pd.DataFrame({USER: normalize_ids(raw[USER]), ITEM: normalize_ids(raw[ITEM]),
-                          RATING: parse_ratings(raw[RATING]), TIMESTAMP: parse_timestamps(raw[TIMESTAMP])}).dropna()
-    return typed.astype({TIMESTAMP: "int64"})
+        raise DataError(f"retrain: no clean interactions in {', '.join(map(str, folders))}")
+    frame = pd.concat([pd.read_parquet(f, columns=[USER, ITEM, TIMESTAMP]) for f in files], ignore_index=True)
+    return frame.astype({USER: str, ITEM: str, TIMESTAMP: "int64"})
 
 
 def holdout_split(interactions, after: int, holdout_fraction: float) -> dict[str, Any] | None:
@@ -114,7 +96,7 @@ def holdout_split(interactions, after: int, holdout_fraction: float) -> dict[str
     """
     import numpy as np
 
-    from pipelines.constants import ITEM, TIMESTAMP, USER
+    from pipelines.constants import ITEM, USER
 
     new = interactions[interactions[TIMESTAMP] > after]
     if new.empty:
@@ -130,44 +112,39 @@ def holdout_split(interactions, after: int, holdout_fraction: float) -> dict[str
 def retrain_conf(
     result: Mapping[str, Any],
     config: RetrainConfig | Mapping[str, Any] | None = None,
-    *,
     data: Mapping[str, Any] | None = None,
-    tracking_uri: str | None = None,
-    registered_model: str | None = None,
 ) -> dict[str, Any] | None:
     """The conf of the training run a monitoring ``result`` asks for; None when it asks for none.
 
     Args:
-        result: :func:`pipelines.monitoring.run.monitor`'s result (``retrain``, ``reason``, ``champion``).
+        result: :func:`pipelines.monitoring.run.monitor`'s result: ``retrain``, ``reason``, the
+            champion's ``snapshot`` (``clean_uris``) and the check's data ``partitions``.
         config: a :class:`RetrainConfig` or its fields.
-        data: the training source to use (form names: source, path, sql_*); None: the champion's own.
-        tracking_uri, registered_model: where the champion is registered (its source and snapshot).
+        data: the source to train on when the result names none (no champion): form names
+            (source, path, sql_*).
 
     Raises:
-        ConfigError: ``config.params`` names a parameter the training form refuses.
+        ConfigError: ``config.params`` names a parameter the training form refuses, or no source is known.
     """
-    from pipelines.constants import DEFAULT_REGISTERED_MODEL
     from pipelines.data.config import validate_config
     from pipelines.training.trigger import MAX_REASON
 
-    cfg = validate_config(RetrainConfig, config if not isinstance(config, Mapping) else dict(config), "retrain")
+    cfg = validate_config(RetrainConfig, dict(config) if isinstance(config, Mapping) else config, "retrain")
     check_training_params(cfg.params)
     if not result.get("retrain"):
         return None
-    champion = dict(result.get("champion") or {})
-    reason = str(result.get("reason") or "monitoring asked for a retrain")
-    trained = {}
-    if champion.get("version") is not None:
-        trained = champion_training(tracking_uri, registered_model or champion.get("registered_model")
-                                    or DEFAULT_REGISTERED_MODEL, str(champion["version"]))
-    source = {k: v for k, v in dict(data or trained.get("data") or {}).items() if k in SOURCE_PARAMS and v is not None}
-    if not source.get("source"):
-        raise ConfigError("retrain: no training source: the check named none and the champion's run records none")
+    partitions = result.get("partitions") or {}
+    source = source_params(partitions["raw"]) if partitions.get("raw") else dict(data or {})
+    source = {key: value for key, value in source.items() if key in SOURCE_PARAMS and value is not None}
+    if not source.get("source") and "source" not in cfg.params:
+        raise ConfigError("retrain: no data to train on: the check read none (no champion) and the monitoring run "
+                          "names no source; give it one, or source in retrain_params")
     conf: dict[str, Any] = dict(source)
     note = "held out by the form's default split"
-    snapshot = champion.get("snapshot_uri") or trained.get("snapshot_uri")
-    if snapshot and source["source"] in ("csv", "parquet", "movielens", "movielens100k"):
-        split = holdout_split(current_interactions(source), snapshot_end(snapshot), cfg.holdout_fraction)
+    snapshot = ((result.get("champion") or {}).get("snapshot") or {}).get("clean_uris")
+    if snapshot and partitions.get("clean"):
+        current = clean_interactions([partitions["clean"]])
+        split = holdout_split(current, int(clean_interactions(snapshot)[TIMESTAMP].max()), cfg.holdout_fraction)
         if split is not None:
             conf.update(split="temporal_cutoff", split_cutoff=str(split["cutoff"]),
                         max_cold_fraction=cfg.max_cold_fraction)
@@ -176,5 +153,6 @@ def retrain_conf(
         else:
             note = "no new interactions of known users and items: held out by the form's default split"
     conf.update(cfg.params)
+    reason = str(result.get("reason") or "monitoring asked for a retrain")
     conf["trigger_reason"] = f"monitoring: {reason}; {note}"[:MAX_REASON]
     return conf

@@ -68,21 +68,15 @@ def check(params: Mapping[str, Any], run_id: str, source: str = "recsys_monitori
 
 def plan_retrain(result: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any] | None:
     """The conf of the training run ``result`` asks for (None: none is started)."""
-    from pipelines.monitoring.config import from_params
     from pipelines.monitoring.retrain import retrain_conf
 
     check_params, own = _split(params)
     if not own.get("retrain", True):
         return None
-    config = from_params(check_params)
-    data = config.data.model_dump() if config.data is not None else None
-    if data is not None:
-        data = {"source": data["source"], "path": data.get("path"), "sql_conn_id": data.get("conn_id"),
-                "sql_table": data.get("table"), "sql_query": data.get("query")}
+    source = {key: check_params.get(key) for key in ("source", "path", "sql_conn_id", "sql_table", "sql_query")}
     return retrain_conf(
-        result,
-        {"holdout_fraction": own.get("holdout_fraction") or 0.25, "params": own.get("retrain_params") or {}},
-        data=data, tracking_uri=config.tracking_uri, registered_model=config.registered_model,
+        result, {"holdout_fraction": own.get("holdout_fraction") or 0.25, "params": own.get("retrain_params") or {}},
+        data=source if source.get("source") else None,
     )
 
 
