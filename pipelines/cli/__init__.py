@@ -5,6 +5,7 @@
     recsys recommend --model-uri models:/recsys@champion --users 1 2 3 -k 10
     recsys status
     recsys land new-ratings.csv
+    recsys monitor --source csv --path /data/slices
 
 Each subcommand lives in its own module of this package (``train``, ``recommend``,
 ``status``, ...) with an ``add_parser(subparsers)`` and a ``run(args)``; this module only
@@ -31,6 +32,7 @@ SUBCOMMANDS: dict[str, str] = {
     "rollback": "pipelines.cli.rollback",
     "serve": "pipelines.cli.serve",
     "land": "pipelines.cli.land",
+    "monitor": "pipelines.cli.monitor",
 }
 
 

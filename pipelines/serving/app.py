@@ -72,6 +72,53 @@ class ServeConfig(BaseModel):
     )
 
 
+class ErrorLog:
+    """ASGI middleware: one request-log row for each error answer (4xx/5xx) of the recommendation
+    endpoints, so monitoring sees an error rate. Successful answers are logged by the endpoints
+    themselves (with model, source and item count); this only watches the response status, and
+    queues the row like they do (nothing is written on the request path)."""
+
+    def __init__(self, app, config: ServeConfig) -> None:
+        self.app, self.config = app, config
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not self.config.log_requests or not scope["path"].startswith("/recommendations"):
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def watch(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            self._log(scope, 500, started)
+            raise
+        if status >= 400:
+            self._log(scope, status, started)
+
+    def _log(self, scope, status: int, started: float) -> None:
+        from urllib.parse import unquote
+
+        state = scope["app"].state
+        recorder = getattr(state, "recorder", None)
+        if recorder is None:
+            return
+        model = getattr(getattr(state, "follower", None), "current", None)
+        get = scope["method"] == "GET"
+        user = unquote(scope["path"].removeprefix("/recommendations/"))[:MAX_ID] if get else ""
+        recorder.log_request({
+            "at": datetime.now(timezone.utc), "request_id": uuid.uuid4().hex, "endpoint": "get" if get else "batch",
+            "user_id": user, "k": 0, "source": "none", "model_name": self.config.registered_model,
+            "model_version": model.version if model is not None else "", "items": 0,
+            "latency_ms": (time.perf_counter() - started) * 1000.0, "status": status,
+        })
+
+
 NOT_READY = {503: {"model": schemas.Problem, "description": "no model version is loaded yet"}}
 BAD_INPUT = {422: {"model": schemas.Problem, "description": "the request does not match the schema"}}
 BAD_BODY = {**BAD_INPUT, 400: {"model": schemas.Problem, "description": "the body cannot be parsed (not UTF-8 JSON)"}}
@@ -113,6 +160,7 @@ def create_app(config: ServeConfig | None = None, follower=None, recorder=None) 
         lifespan=lifespan,
         default_response_class=FastJSON,
     )
+    app.add_middleware(ErrorLog, config=config)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -142,7 +190,7 @@ def create_app(config: ServeConfig | None = None, follower=None, recorder=None) 
                 "at": datetime.now(timezone.utc), "request_id": request_id, "endpoint": endpoint,
                 "user_id": user_id, "k": k, "source": rec.source, "model_name": model.name,
                 "model_version": model.version, "items": len(rec.items),
-                "latency_ms": (time.perf_counter() - started) * 1000.0,
+                "latency_ms": (time.perf_counter() - started) * 1000.0, "status": 200,
             })
         return payload
 

@@ -9,7 +9,8 @@ step's config names another URL) holds:
 - ``recsys_current_batch``: which complete version readers see, switched in one transaction;
 - ``recsys_current_recommendations``: the view readers query (recommendations of the current version);
 - ``recsys_events``: impressions and clicks posted to the API (monitoring, next training run);
-- ``recsys_request_log``: one row per API answer with its latency, source and model version.
+- ``recsys_request_log``: one row per API answer with its latency, source, model version and HTTP
+  status (error answers of the recommendation endpoints are logged too, with source ``none``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ request_log = sa.Table(
     sa.Column("model_version", sa.String(32), nullable=False),
     sa.Column("items", sa.Integer, nullable=False),
     sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False, server_default="200"),  # HTTP status of the answer
 )
 
 CURRENT_VIEW = "recsys_current_recommendations"
@@ -120,9 +122,21 @@ def make_engine(url: str | None = None, **kwargs: Any) -> sa.Engine:
 def create_tables(engine: sa.Engine) -> None:
     """Create the tables and the current-recommendations view when missing (idempotent)."""
     metadata.create_all(engine)
+    add_missing_columns(engine)
     with engine.begin() as conn:
         if CURRENT_VIEW not in sa.inspect(conn).get_view_names():
             if engine.dialect.name == "postgresql":
                 conn.execute(sa.text(f"CREATE OR REPLACE VIEW {CURRENT_VIEW} AS {_VIEW_SELECT}"))
             else:
                 conn.execute(sa.text(f"CREATE VIEW IF NOT EXISTS {CURRENT_VIEW} AS {_VIEW_SELECT}"))
+
+
+def add_missing_columns(engine: sa.Engine) -> None:
+    """Add the columns later versions gave an existing table (``create_all`` never alters one).
+
+    Today: ``recsys_request_log.status`` (rows logged before it existed were successful answers).
+    """
+    with engine.begin() as conn:
+        present = {column["name"] for column in sa.inspect(conn).get_columns(request_log.name)}
+        if "status" not in present:
+            conn.execute(sa.text(f"ALTER TABLE {request_log.name} ADD COLUMN status INTEGER NOT NULL DEFAULT 200"))
