@@ -9,11 +9,11 @@ plots, a report; the **MLflow: monitoring** link opens it).
 
 Every threshold crossed (section *Thresholds*) raises an alert (a log line and a row of
 `recsys_alerts` by default; `$RECSYS_ALERT_SINKS`, `$RECSYS_ALERT_WEBHOOK_URL` or the form's
-*Alert sinks* choose). When a crossed threshold calls for retraining, `trigger_training`
-starts `recsys_training` with a conf naming the data, a held-out split of the newest
-interactions (the candidate and the champion are compared on them) and `trigger_reason`;
-`record_retrain` writes the training run's id and the reason on the check's MLflow run. A rerun
-of the same monitoring run never starts a second training run (the run id is fixed).
+*Alert sinks* choose). When a crossed threshold calls for retraining, `request_retrain` updates
+the retrain Asset, on which `recsys_training` is scheduled: the event's extra holds the training
+run's conf (the data, a held-out split of the newest interactions on which the candidate and the
+champion are compared, and `trigger_reason`), also written on the check's MLflow run. With no
+retrain asked, the task is skipped and no event is emitted.
 `RECSYS_MONITORING_SCHEDULE` overrides the schedule (a cron, a preset or 'none'). Each task
 calls one function of `pipelines.monitoring.steps`; this file is wiring only.
 """
@@ -23,14 +23,14 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 
+from pipelines.constants import RETRAIN_ASSET_URI
 from pipelines.monitoring.alerts import on_dag_failure
 from pipelines.monitoring.steps import param_specs
 
-TRAINING_DAG = "recsys_training"  # pipelines.monitoring.retrain.TRAINING_DAG
-RETRAIN_RUN_ID = "retrain__{{ run_id }}"  # one training run per monitoring run, however often it is retried
+RETRAIN = Asset(RETRAIN_ASSET_URI)
 
 
 def _schedule() -> str | None:
@@ -66,30 +66,18 @@ def recsys_monitoring():
         context = get_current_context()
         return steps.check(dict(context["params"]), context["run_id"])
 
-    @task.short_circuit(ignore_downstream_trigger_rules=True)  # no retrain asked: the rest is skipped
-    def plan_retrain(result: dict) -> dict | None:
+    @task(outlets=[RETRAIN])
+    def request_retrain(result: dict) -> dict:
         from pipelines.monitoring import steps
 
-        return steps.plan_retrain(result, dict(get_current_context()["params"]))
+        context = get_current_context()
+        request = steps.request_retrain(result, dict(context["params"]))
+        if request is None:
+            raise AirflowSkipException(f"no retrain: {result['reason'] or 'no threshold crossed'}")
+        context["outlet_events"][RETRAIN].extra = request
+        return request
 
-    @task
-    def record_retrain(result: dict, conf: dict) -> dict:
-        from pipelines.monitoring import steps
-
-        started = get_current_context()["ti"].xcom_pull(task_ids="trigger_training", key="trigger_run_id")
-        return steps.record_retrain(result, conf, started)
-
-    result = monitor()
-    conf = plan_retrain(result)
-    trigger = TriggerDagRunOperator(
-        task_id="trigger_training",
-        trigger_dag_id=TRAINING_DAG,
-        trigger_run_id=RETRAIN_RUN_ID,
-        conf=conf,
-        skip_when_already_exists=True,
-        wait_for_completion=False,
-    )
-    conf >> trigger >> record_retrain(result, conf)
+    request_retrain(monitor())
 
 
 recsys_monitoring()

@@ -1,8 +1,8 @@
 """
 ### recsys_training
 
-Daily, and whenever new interactions land (the interactions Asset: `recsys land`, the
-`recsys_ingest_events` DAG), and when the monitoring DAG asks for it: ingest interactions, clean them (bad rows quarantined with a reason), build features,
+Daily, whenever new interactions land (the interactions Asset: `recsys land`, the
+`recsys_ingest_events` DAG) and when a monitoring check asks for it (the retrain Asset): ingest interactions, clean them (bad rows quarantined with a reason), build features,
 train every selected model on the same split, evaluate them on the held-out data, track all of
 it in MLflow, register the best with its model card and give it the `champion` alias only if it
 beats the current champion on this run's held-out data. With **Require approval** on, a better
@@ -22,9 +22,10 @@ keys as `conf`:
   defaults, generated from its config. **seed** (unset: each step's and family's default).
 - *Tuning* (Optuna, trials per model) and *Data* (split, test fraction, k-core, rejects).
 
-A run started by new interactions trains on the data its Asset event names; **trigger_reason**
-(set by the monitoring DAG, or by you) and the kind of trigger are recorded on the run's MLflow
-parent run. A value the schema refuses (an unknown family or field, a number out of bounds) is refused by the
+A run started by new interactions trains on the data its Asset event names, one started by a
+monitoring check with the conf in its event (the data, a held-out split of the newest
+interactions); **trigger_reason** (set by the check, or by you) and the kind of trigger are
+recorded on the run's MLflow parent run. A value the schema refuses (an unknown family or field, a number out of bounds) is refused by the
 form and by the REST API (HTTP 400); the `plan` task validates everything again with the step
 configs before any work starts. Each task calls one function of `pipelines.steps`; this file is
 wiring only.
@@ -37,10 +38,20 @@ from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.providers.standard.triggers.file import FileDeleteTrigger
-from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk import (
+    Asset,
+    AssetAny,
+    AssetOrTimeSchedule,
+    AssetWatcher,
+    CronTriggerTimetable,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowSkipException
 
-from pipelines.constants import CHAMPION_ASSET_URI, INTERACTIONS_ASSET_URI
+from pipelines.constants import CHAMPION_ASSET_URI, INTERACTIONS_ASSET_URI, RETRAIN_ASSET_URI
 from pipelines.data.landing import landed_flag
 from pipelines.monitoring.alerts import on_dag_failure
 from pipelines.params import param_specs
@@ -54,15 +65,18 @@ LANDING_POLL_SECONDS = 10.0  # how often the triggerer looks for the landing fla
 INTERACTIONS = Asset(INTERACTIONS_ASSET_URI, watchers=[AssetWatcher(
     name="landed_files", trigger=FileDeleteTrigger(filepath=str(landed_flag()), poke_interval=LANDING_POLL_SECONDS),
 )])
+RETRAIN = Asset(RETRAIN_ASSET_URI)  # a monitoring check asks for a run (its event's extra holds the conf)
+NEW_DATA_OR_REQUEST = AssetAny(INTERACTIONS, RETRAIN)
 
 
-def _schedule() -> AssetOrTimeSchedule | list[Asset]:
-    """New interactions, or the cron as a fallback: daily by default; ``RECSYS_TRAINING_SCHEDULE``
-    overrides the cron (an expression or a preset such as @hourly), 'none' leaves new interactions only."""
+def _schedule() -> AssetOrTimeSchedule | AssetAny:
+    """New interactions or a retrain request, with the cron as a fallback: daily by default;
+    ``RECSYS_TRAINING_SCHEDULE`` overrides the cron (an expression or a preset such as @hourly),
+    'none' leaves the Assets only."""
     value = os.environ.get("RECSYS_TRAINING_SCHEDULE", "@daily").strip()
     if value.lower() in ("", "none"):
-        return [INTERACTIONS]
-    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(value, timezone="UTC"), assets=[INTERACTIONS])
+        return NEW_DATA_OR_REQUEST
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(value, timezone="UTC"), assets=NEW_DATA_OR_REQUEST)
 
 
 def _params() -> dict[str, Param]:

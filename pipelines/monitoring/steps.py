@@ -1,9 +1,9 @@
 """The monitoring DAG's tasks as plain functions: plain dicts in, small JSON-able dicts out.
 
 ``check`` runs one monitoring check (:func:`pipelines.monitoring.run.monitor`) and sends an
-alert per threshold crossed; ``plan_retrain`` turns a check that asks for retraining into the
-conf of a ``recsys_training`` run (:mod:`pipelines.monitoring.retrain`); ``record_retrain``
-writes on the check's MLflow run which training run it started and why.
+alert per threshold crossed; ``request_retrain`` turns a check that asks for retraining into the
+conf of a ``recsys_training`` run (:mod:`pipelines.monitoring.retrain`), written on the check's
+MLflow run; the DAG emits it as the retrain Asset's event, which starts that run.
 """
 
 from __future__ import annotations
@@ -80,18 +80,24 @@ def plan_retrain(result: Mapping[str, Any], params: Mapping[str, Any]) -> dict[s
     )
 
 
-def record_retrain(result: Mapping[str, Any], conf: Mapping[str, Any], training_run_id: str,
-                   tracking_uri: str | None = None) -> dict[str, Any]:
-    """Tag the check's MLflow run with the training run it started and why; returns what was recorded."""
-    from pipelines.monitoring.retrain import TRAINING_DAG
+def request_retrain(result: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The retrain request of a check (None: it asks for none), recorded on the check's MLflow run.
 
-    recorded = {"retrain.dag_id": TRAINING_DAG, "retrain.run_id": training_run_id,
-                "retrain.reason": str(conf.get("trigger_reason", ""))[:4900]}
+    Returns ``{"conf", "reason", "mlflow_run_id"}``: the monitoring DAG puts it in the retrain
+    Asset's event, whose ``conf`` becomes the training run's parameters.
+    """
+    import json
+
+    conf = plan_retrain(result, params)
     run = result.get("mlflow_run_id")
     if run:
         from pipelines.tracking.promotion import registry_client
 
-        client = registry_client(tracking_uri)
-        for key, value in recorded.items():
-            client.set_tag(run, key, value)
-    return {**recorded, "mlflow_run_id": run}
+        client = registry_client(params.get("tracking_uri"))
+        client.set_tag(run, "retrain.requested", str(conf is not None).lower())
+        if conf is not None:
+            client.set_tag(run, "retrain.reason", conf["trigger_reason"][:4900])
+            client.set_tag(run, "retrain.conf", json.dumps(conf, sort_keys=True)[:4900])
+    if conf is None:
+        return None
+    return {"conf": conf, "reason": conf["trigger_reason"], "mlflow_run_id": run}

@@ -1,9 +1,10 @@
 """Why a training run started, and what it trains on when new data started it.
 
 A run of ``recsys_training`` starts from the form or the REST API (``manual``), from its cron
-(``scheduled``), from new interactions (``asset_triggered``: an event of the interactions Asset,
-see :mod:`pipelines.data.landing`), or from the monitoring DAG (a ``manual`` run whose conf
-carries ``trigger_reason`` and the data to train on). :func:`resolve_trigger` turns that into the
+(``scheduled``), or from an Asset event (``asset_triggered``): new interactions (the
+interactions Asset, see :mod:`pipelines.data.landing`) or a retrain request of the monitoring
+DAG (the retrain Asset, whose event's ``extra["conf"]`` holds the run's parameters: the data,
+a held-out split of the newest interactions and ``trigger_reason``). :func:`resolve_trigger` turns that into the
 parameters the run validates and a record of why it started, which the plan carries and the
 parent MLflow run gets as tags (:func:`trigger_tags`).
 
@@ -16,21 +17,23 @@ that names a source wins; every event is listed in the record.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping, Sequence
 
-from pipelines.constants import INTERACTIONS_ASSET_URI
+from pipelines.constants import INTERACTIONS_ASSET_URI, RETRAIN_ASSET_URI
 
 #: Keys of an asset event's ``extra`` that may set the run's source (all are form parameters).
 SOURCE_KEYS = ("source", "path", "sql_conn_id", "sql_table", "sql_query")
 TAG_REASON = "trigger_reason"
 TAG_KIND = "trigger_kind"
+TAG_EVENTS = "trigger_events"
 MAX_REASON = 500  # characters kept (an MLflow tag holds 5000; a reason is one sentence)
 
 
 def _event_summary(event: Mapping[str, Any]) -> dict[str, Any]:
     extra = dict(event.get("extra") or {})
     summary = {key: event.get(key) for key in ("uri", "source_dag_id", "source_run_id", "timestamp")}
-    summary.update({key: extra[key] for key in (*SOURCE_KEYS, "rows", "file") if key in extra})
+    summary.update({key: extra[key] for key in (*SOURCE_KEYS, "rows", "file", "reason") if key in extra})
     if extra.get("from_trigger"):
         summary["from_watcher"] = True
     return summary
@@ -66,13 +69,17 @@ def resolve_trigger(
         lake_root: the run's lake (where the landing folder is).
 
     Returns:
-        ``(params, trigger)``: ``params`` with the source the newest interactions event names
-        (Asset-triggered runs only; a conf's own source always wins) and ``trigger`` =
-        ``{"kind", "reason", "asset_events"}``.
+        ``(params, trigger)``: for Asset-triggered runs, ``params`` with the source the newest
+        interactions event names, then the newest retrain request's conf on top; ``trigger`` =
+        ``{"kind", "reason", "asset_events"}`` (the reason: ``trigger_reason`` when given).
+
+    Raises:
+        ConfigError: a retrain request whose ``extra["conf"]`` is not an object.
     """
     params = dict(params)
     run_type = str(run_type or "manual").lower().split(".")[-1]  # DagRunType.MANUAL -> manual
     interactions = [e for e in asset_events if e.get("uri") == INTERACTIONS_ASSET_URI]
+    requests = [e for e in asset_events if e.get("uri") == RETRAIN_ASSET_URI]
     summaries = [_event_summary(e) for e in asset_events]
     if run_type == "asset_triggered":
         for event in reversed(interactions):
@@ -80,7 +87,16 @@ def resolve_trigger(
             if source:
                 params.update(source)
                 break
+        if requests:  # a monitoring decision names the data and the split: it wins over a landing
+            conf = (requests[-1].get("extra") or {}).get("conf") or {}
+            if not isinstance(conf, Mapping):
+                from pipelines.errors import ConfigError
+
+                raise ConfigError(f"the retrain request's extra.conf must be an object of training parameters, got {conf!r}")
+            params.update(conf)
     reason = (params.get("trigger_reason") or "").strip()
+    if not reason and requests:
+        reason = "retrain requested by " + ", ".join(sorted({str(e.get("source_dag_id")) for e in requests}))
     if not reason:
         reason = _default_reason(run_type, interactions, params)
     return params, {"kind": run_type, "reason": reason[:MAX_REASON], "asset_events": summaries}
@@ -105,7 +121,10 @@ def trigger_tags(trigger: Mapping[str, Any] | None) -> dict[str, str]:
     """The MLflow tags of the parent run that record why it started (empty without a record)."""
     if not trigger:
         return {}
-    return {TAG_REASON: str(trigger["reason"]), TAG_KIND: str(trigger["kind"])}
+    tags = {TAG_REASON: str(trigger["reason"]), TAG_KIND: str(trigger["kind"])}
+    if trigger.get("asset_events"):
+        tags[TAG_EVENTS] = json.dumps(trigger["asset_events"], default=str)[:5000]
+    return tags
 
 
 def asset_event_dicts(triggering_asset_events: Any) -> list[dict[str, Any]]:

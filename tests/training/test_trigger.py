@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines import steps
-from pipelines.constants import CHAMPION_ASSET_URI, INTERACTIONS_ASSET_URI
+from pipelines.constants import CHAMPION_ASSET_URI, INTERACTIONS_ASSET_URI, RETRAIN_ASSET_URI
 from pipelines.data.landing import landing_folder
 from pipelines.errors import ConfigError
 from pipelines.pipeline import from_params
@@ -60,3 +60,21 @@ def test_split_cutoff_reaches_the_temporal_split_and_is_required_by_it():
         from_params({"split": "temporal_cutoff"})
     with pytest.raises(ConfigError, match="trigger_reason"):
         from_params({"trigger_reason": "x" * 501})
+
+
+REQUESTED = {"uri": RETRAIN_ASSET_URI, "source_dag_id": "recsys_monitoring", "source_run_id": "m1",
+             "timestamp": "2026-06-01T12:00:00+00:00",
+             "extra": {"reason": "monitoring: drift", "conf": {"source": "parquet", "path": "/lake/interactions",
+                                                               "split": "temporal_cutoff", "split_cutoff": "130",
+                                                               "trigger_reason": "monitoring: drift"}}}
+
+
+def test_a_retrain_request_sets_the_run_and_wins_over_a_landing_in_the_same_run(tmp_path):
+    params, trigger = resolve_trigger({}, "asset_triggered", [WATCHED, REQUESTED], str(tmp_path))
+    assert (params["path"], params["split"], params["split_cutoff"]) == ("/lake/interactions", "temporal_cutoff", "130")
+    assert trigger["reason"] == "monitoring: drift" and [e["uri"] for e in trigger["asset_events"]] == [
+        INTERACTIONS_ASSET_URI, RETRAIN_ASSET_URI]
+    assert from_params(params).features.cutoff_epoch == 130
+    bad = {**REQUESTED, "extra": {"conf": ["not", "an", "object"]}}
+    with pytest.raises(ConfigError, match="extra.conf must be an object"):
+        resolve_trigger({}, "asset_triggered", [bad], str(tmp_path))
