@@ -6,13 +6,15 @@ are cut into three slices; the third is never used (it stands for the future):
 1. slice 1 is landed (``recsys land``) and a champion is trained on the landing folder outside
    Airflow (the CLI's path), to keep the test short; ``recsys serve`` serves it and users click;
 2. ``recsys_monitoring`` runs: nothing new yet, no retrain asked;
-3. slice 2 is landed: the Asset watcher records an event of the interactions Asset;
-   ``recsys_ingest_events`` moves the clicks into the lake and records another, with its rows;
+3. slice 2 is landed; ``recsys_ingest_events`` moves the clicks into the lake and records an
+   event of the interactions Asset with its rows;
 4. ``recsys_monitoring`` runs again: drift and staleness are up (both checks compared in
    MLflow), the check asks for a retrain through the retrain Asset, and ``recsys_training``
    runs on the landed data, with the reason on its MLflow run, holding out the newest
    interactions: the new version's metric and the champion's come from that same held-out data
-   (both recomputed here from the run's feature partition).
+   (both recomputed here from the run's feature partition);
+5. a small file lands with the flag: the Asset watcher (in the triggerer) records an event and
+   a training run starts on the landing folder.
 
 Then the MLflow UI's page of the ``monitoring`` experiment is opened in headless chromium and a
 screenshot is kept (``$RECSYS_TEST_ARTIFACTS``, default ``<tmp>/recsys-test-artifacts``).
@@ -140,10 +142,9 @@ def test_new_data_drifts_monitoring_retrains_and_compares_on_the_newest_data(air
     assert quiet["retrain"] is False and quiet["new_interactions"] == 0, quiet["reason"]
     assert _task_state(base, "recsys_monitoring", before, "request_retrain") == "skipped"
 
-    # 3. Slice 2 lands; the watcher records it. The clicks are moved into the lake.
-    second = _recsys(env, "land", str(slice2))
-    _wait_for(lambda: any(e["extra"].get("from_trigger") for e in _asset_events(base, INTERACTIONS_ASSET_URI)),
-              60, "the Asset watcher's event for the landed file")
+    # 3. Slice 2 lands (quietly: a landing would start training at once, and this test wants the
+    #    check to decide; step 5 shows the watcher). The clicks are moved into the lake.
+    second = _recsys(env, "land", str(slice2), "--no-signal")
     ingest = _run_dag(base, "recsys_ingest_events", {})
     moved = _xcom(base, "recsys_ingest_events", ingest, "ingest_events")
     assert moved["rows"] == 20 and moved["path"] == landing  # one click per user
@@ -186,6 +187,20 @@ def test_new_data_drifts_monitoring_retrains_and_compares_on_the_newest_data(air
     assert recomputed[old] == pytest.approx(compared["baseline_value"], abs=1e-9)
     test_start = _held_out_start(features["features_uri"])
     assert test_start >= int(request["conf"]["split_cutoff"]) > slice1_end
+
+    # 5. A file landed with the flag: the triggerer's watcher records an event, and training runs
+    #    on the landing folder (its plan is enough here).
+    newest = tmp_path / "newest.csv"
+    __import__("pandas").read_csv(slice2).tail(50).to_csv(newest, index=False)
+    _recsys(env, "land", str(newest))
+    _wait_for(lambda: any(e["extra"].get("from_trigger") for e in _asset_events(base, INTERACTIONS_ASSET_URI)),
+              120, "the Asset watcher's event for the landed file")
+    landed_run = _wait_for_asset_run(base, "recsys_training", exclude={training})
+    _wait_for(lambda: _task_state(base, "recsys_training", landed_run, "plan") == "success", 180, "its plan")
+    landed_plan = _xcom(base, "recsys_training", landed_run, "plan")
+    assert (landed_plan["config"]["ingest"]["source"], landed_plan["config"]["ingest"]["path"]) == ("parquet", landing)
+    assert "file landed" in landed_plan["trigger"]["reason"]
+    _api(base, "PATCH", "/api/v2/dags/recsys_training", json={"is_paused": True})
     print(f"\ncontinuous training e2e: {time.monotonic() - started:.0f} s after Airflow was up")
 
     _screenshot_monitoring_experiment(env, tracking_uri, home, tmp_path)
@@ -195,10 +210,11 @@ def _task_state(base, dag_id, run_id, task_id):
     return _get(base, f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}").json().get("state")
 
 
-def _wait_for_asset_run(base, dag_id) -> str:
+def _wait_for_asset_run(base, dag_id, exclude=frozenset()) -> str:
     def found():
         runs = _get(base, f"/api/v2/dags/{dag_id}/dagRuns").json().get("dag_runs", [])
-        return next((r["dag_run_id"] for r in runs if r["run_type"] == "asset_triggered"), None)
+        return next((r["dag_run_id"] for r in runs if r["run_type"] == "asset_triggered"
+                     and r["dag_run_id"] not in exclude), None)
 
     _wait_for(found, 120, f"an Asset-triggered run of {dag_id}")
     return found()
