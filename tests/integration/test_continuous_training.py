@@ -248,7 +248,7 @@ def _screenshot_monitoring_experiment(env, tracking_uri, home, tmp_path):
     from tests.integration.test_trigger_form_browser import _chromium
 
     executable = _chromium()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     import mlflow
 
@@ -270,13 +270,18 @@ def _screenshot_monitoring_experiment(env, tracking_uri, home, tmp_path):
             browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
             try:
                 page = browser.new_page(viewport={"width": 1600, "height": 1000})
-                page.goto(f"{url}/#/experiments/{experiment.experiment_id}?compareRunsMode=CHART",
-                          wait_until="networkidle", timeout=90_000)
-                page.get_by_text("new_user_share").first.wait_for(timeout=60_000)
+                # The experiment's runs as metric charts (one per measure, a bar per check).
+                page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs?compareRunsMode=CHART",
+                          wait_until="domcontentloaded", timeout=90_000)
+                body = page.locator("body")
+                expect(body).to_contain_text("Model metrics", timeout=120_000)
+                page.get_by_placeholder("Search metric charts").fill("new_user_share")
+                expect(body).to_contain_text("new_user_share", timeout=30_000)
+                page.wait_for_timeout(1500)  # the chart draws after its frame
                 shot = folder / "monitoring-experiment.png"
                 page.screenshot(path=str(shot), full_page=True)
                 text = page.inner_text("body")
-                assert "monitoring" in text and "new_user_share" in text
+                assert "monitoring" in text and "Training runs" in text and "new_user_share" in text
                 assert shot.stat().st_size > 10_000
                 print(f"screenshot of the monitoring experiment: {shot}")
             finally:
