@@ -97,6 +97,7 @@ def test_clicks_are_landed_exactly_once_across_reruns_and_a_crash(tmp_path, lake
                    ("click", "u2", "i3", early + timedelta(seconds=1))])
     first = ingest_feedback_events({"click_rating": 2.0}, lake, url, now=NOW)
     assert (first["rows"], first["events_read"], first["first_event_id"], first["last_event_id"]) == (2, 4, 1, 4)
+    assert not landed_flag(lake).exists()  # its DAG task emits the Asset event (with the rows) itself
     landed = pd.read_parquet(first["file"])
     assert landed["user_id"].tolist() == ["u1", "u2"] and landed["rating"].tolist() == ["2.0", "2.0"]
     assert landed["timestamp"].astype(int).tolist() == [int(early.timestamp()), int(early.timestamp()) + 1]
