@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from pipelines.constants import CHAMPION_ASSET_URI
+from pipelines.monitoring.alerts import on_dag_failure
 from pipelines.serving.batch import param_specs
 
 
@@ -35,6 +36,7 @@ def _params() -> dict[str, Param]:
     max_active_runs=1,  # two versions never write at once; the last run leaves the latest champion current
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     params=_params(),
+    on_failure_callback=on_dag_failure,
     tags=["recsys", "serving"],
     doc_md=__doc__,
 )

@@ -14,6 +14,7 @@ from datetime import datetime
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from pipelines.constants import CHAMPION_ASSET_URI, DEFAULT_REGISTERED_MODEL
+from pipelines.monitoring.alerts import on_dag_failure
 
 
 @dag(
@@ -26,6 +27,7 @@ from pipelines.constants import CHAMPION_ASSET_URI, DEFAULT_REGISTERED_MODEL
         "reason": Param(None, type=["null", "string"], title="Why roll back (recorded on the model versions)"),
         "registered_model": Param(DEFAULT_REGISTERED_MODEL, type="string", minLength=1, title="Registered model"),
     },
+    on_failure_callback=on_dag_failure,
     tags=["recsys", "serving"],
     doc_md=__doc__,
 )

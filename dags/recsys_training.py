@@ -1,7 +1,8 @@
 """
 ### recsys_training
 
-Daily: ingest interactions, clean them (bad rows quarantined with a reason), build features,
+Daily, whenever new interactions land (the interactions Asset: `recsys land`, the
+`recsys_ingest_events` DAG) and when a monitoring check asks for it (the retrain Asset): ingest interactions, clean them (bad rows quarantined with a reason), build features,
 train every selected model on the same split, evaluate them on the held-out data, track all of
 it in MLflow, register the best with its model card and give it the `champion` alias only if it
 beats the current champion on this run's held-out data. With **Require approval** on, a better
@@ -21,7 +22,10 @@ keys as `conf`:
   defaults, generated from its config. **seed** (unset: each step's and family's default).
 - *Tuning* (Optuna, trials per model) and *Data* (split, test fraction, k-core, rejects).
 
-A value the schema refuses (an unknown family or field, a number out of bounds) is refused by the
+A run started by new interactions trains on the data its Asset event names, one started by a
+monitoring check with the conf in its event (the data, a held-out split of the newest
+interactions); **trigger_reason** (set by the check, or by you) and the kind of trigger are
+recorded on the run's MLflow parent run. A value the schema refuses (an unknown family or field, a number out of bounds) is refused by the
 form and by the REST API (HTTP 400); the `plan` task validates everything again with the step
 configs before any work starts. Each task calls one function of `pipelines.steps`; this file is
 wiring only.
@@ -33,20 +37,46 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.hitl import HITLOperator
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.providers.standard.triggers.file import FileDeleteTrigger
+from airflow.sdk import (
+    Asset,
+    AssetAny,
+    AssetOrTimeSchedule,
+    AssetWatcher,
+    CronTriggerTimetable,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowSkipException
 
-from pipelines.constants import CHAMPION_ASSET_URI
+from pipelines.constants import CHAMPION_ASSET_URI, INTERACTIONS_ASSET_URI, RETRAIN_ASSET_URI
+from pipelines.data.landing import landed_flag
+from pipelines.monitoring.alerts import on_dag_failure
 from pipelines.params import param_specs
 from pipelines.task_failures import fail_fast_on_bad_input
 
 APPROVAL_TIMEOUT = timedelta(days=1)  # then the default answer (Reject) applies and the next run can start
+LANDING_POLL_SECONDS = 10.0  # how often the triggerer looks for the landing flag
+
+# New interactions: events of this Asset come from recsys_ingest_events (with the landed path in
+# their extra) and from the watcher, which consumes the flag file every landing touches.
+INTERACTIONS = Asset(INTERACTIONS_ASSET_URI, watchers=[AssetWatcher(
+    name="landed_files", trigger=FileDeleteTrigger(filepath=str(landed_flag()), poke_interval=LANDING_POLL_SECONDS),
+)])
+RETRAIN = Asset(RETRAIN_ASSET_URI)  # a monitoring check asks for a run (its event's extra holds the conf)
+NEW_DATA_OR_REQUEST = AssetAny(INTERACTIONS, RETRAIN)
 
 
-def _schedule() -> str | None:
-    """Daily by default; ``RECSYS_TRAINING_SCHEDULE`` overrides it (a cron string, a preset, or 'none')."""
+def _schedule() -> AssetOrTimeSchedule | AssetAny:
+    """New interactions or a retrain request, with the cron as a fallback: daily by default;
+    ``RECSYS_TRAINING_SCHEDULE`` overrides the cron (an expression or a preset such as @hourly),
+    'none' leaves the Assets only."""
     value = os.environ.get("RECSYS_TRAINING_SCHEDULE", "@daily").strip()
-    return None if value.lower() in ("", "none") else value
+    if value.lower() in ("", "none"):
+        return NEW_DATA_OR_REQUEST
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(value, timezone="UTC"), assets=NEW_DATA_OR_REQUEST)
 
 
 def _params() -> dict[str, Param]:
@@ -65,6 +95,7 @@ def _params() -> dict[str, Param]:
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     params=_params(),
+    on_failure_callback=on_dag_failure,
     tags=["recsys", "training"],
     doc_md=__doc__,
 )
@@ -73,9 +104,11 @@ def recsys_training():
     @fail_fast_on_bad_input
     def plan() -> dict:
         from pipelines import steps
+        from pipelines.training.trigger import asset_event_dicts
 
         context = get_current_context()
-        return steps.plan(context["params"], context["run_id"])
+        return steps.plan(context["params"], context["run_id"], run_type=str(context["dag_run"].run_type),
+                          asset_events=asset_event_dicts(context["triggering_asset_events"]))
 
     @task
     @fail_fast_on_bad_input

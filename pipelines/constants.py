@@ -42,3 +42,10 @@ ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 # Airflow Asset updated when the serving alias moves (promotion, approval, rollback); the batch
 # scoring DAG is scheduled on it. A URI string so pipelines/ needs no Airflow import.
 CHAMPION_ASSET_URI = "recsys://registry/champion"
+
+# Airflow Asset updated when new interactions land in the lake (``recsys land``, the
+# ``recsys_ingest_events`` DAG); the training DAG is scheduled on it (its cron as a fallback).
+INTERACTIONS_ASSET_URI = "recsys://lake/interactions"
+# Airflow Asset the monitoring DAG updates when a check asks for retraining; its event's extra
+# carries the training run's conf (data, held-out split, trigger_reason). Training is scheduled on it too.
+RETRAIN_ASSET_URI = "recsys://monitoring/retrain"

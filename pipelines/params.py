@@ -80,6 +80,12 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "description": "On: every family that can use a GPU asks for one (CPU with a warning when absent). "
                            "Off: CPU for all. Unset: each family's own default device.",
         },
+        "trigger_reason": {
+            "default": None, "type": ["null", "string"], "maxLength": 500, "title": "Why this run",
+            "description": "Recorded on the run's MLflow parent run (tag trigger_reason) and in its plan. The "
+                           "monitoring DAG fills it when it asks for a retrain; unset: the kind of trigger "
+                           "(manual, schedule, new interactions) is recorded.",
+        },
         # -- model hyperparameters: per family, overrides only ------------------------
         "model_params": model_params_spec(),
         "seed": {
@@ -108,6 +114,18 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "default": "user", "type": "string", "enum": ["user", "item"], "title": "Stratify the split by", "section": "Data",
             "description": "With the stratified split: hold out the test fraction of each user's rows (user) or of each "
                            "item's rows (item, the Microsoft Recommenders MovieLens benchmark protocol).",
+        },
+        "split_cutoff": {
+            "default": None, "type": ["null", "string"], "title": "Split cut-off (temporal_cutoff)", "section": "Data",
+            "description": "Needed by the temporal_cutoff split: epoch seconds or an ISO date/time (naive = UTC); "
+                           "interactions at or after it are held out. The monitoring DAG sets it to the end of the "
+                           "champion's snapshot, so the candidate and the champion are scored on the newest data.",
+        },
+        "max_cold_fraction": {
+            "default": 0.5, "type": "number", "minimum": 0.0, "maximum": 1.0, "title": "Max cold fraction",
+            "section": "Data",
+            "description": "Fail the run when more than this share of the held-out rows belongs to users or items "
+                           "absent from training (they are dropped and counted, not scored).",
         },
         "test_fraction": {"default": 0.25, "type": "number", "exclusiveMinimum": 0.0, "exclusiveMaximum": 1.0, "title": "Test fraction", "section": "Data"},
         "synthetic_users": {"default": 1000, "type": "integer", "minimum": 10, "maximum": 100_000_000, "title": "Synthetic users", "section": "Data",

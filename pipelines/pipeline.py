@@ -116,7 +116,7 @@ def from_params(params: Mapping[str, Any]) -> PipelineConfig:
             ingest=IngestConfig(**ingest),
             cleaning=CleaningConfig(max_rejected_fraction=p["max_rejected_fraction"], kcore=p["kcore"]),
             features=FeatureConfig(split=p["split"], stratify_by=p["stratify_by"], test_fraction=p["test_fraction"],
-                                   **seeded),
+                                   cutoff=p["split_cutoff"], max_cold_fraction=p["max_cold_fraction"], **seeded),
             candidates=candidates,
             promotion=PromotionConfig(metric=f"{p['metric']}@{k}", margin=p["promotion_margin"],
                                       require_approval=bool(p["require_approval"])),
@@ -229,12 +229,13 @@ def run_pipeline(
     track: bool = True,
     register: bool = False,
     tracking_uri: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run ingest -> clean -> features -> train (every candidate) [-> register and promote].
 
     The same step functions as the DAG, in one process. With ``track`` every candidate is
-    logged to MLflow under a parent run; with ``register`` the best is also registered and
-    promoted. Returns every step's result.
+    logged to MLflow under a parent run (created with ``tags``, e.g. ``trigger_reason``); with
+    ``register`` the best is also registered and promoted. Returns every step's result.
     """
     from pipelines.cleaning.run import run_cleaning
     from pipelines.compute.dask_cluster import dask_client
@@ -260,7 +261,7 @@ def run_pipeline(
                 features = run_features(config.features, cleaned["clean_uri"], ingested["items_uri"], root, run_key)
             bar.update()
         return _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri,
-                                 timings, bar)
+                                 timings, bar, tags)
 
 
 def run_pipeline_on_split(
@@ -273,6 +274,7 @@ def run_pipeline_on_split(
     track: bool = True,
     register: bool = False,
     tracking_uri: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Like :func:`run_pipeline` on a split made elsewhere: ``train_file`` and ``test_file``.
 
@@ -314,14 +316,14 @@ def run_pipeline_on_split(
     both = [cleaned] if test_file is None else [cleaned, test_clean]
     with step_bar(len(config.candidates), "recsys train") as bar:
         return _train_candidates(config, run_key, root, ingested, both, features, track, register, tracking_uri,
-                                 timings, bar)
+                                 timings, bar, tags)
 
 
 def _train_candidates(config, run_key, root, ingested, cleaned, features, track, register, tracking_uri,
-                      timings, bar=None) -> dict[str, Any]:
+                      timings, bar=None, tags=None) -> dict[str, Any]:
     from pipelines.training.promote import run_register_and_promote
 
-    tracking = open_tracking(config, run_key, tracking_uri) if (track or register) else None
+    tracking = open_tracking(config, run_key, tracking_uri, tags=tags) if (track or register) else None
     lineage = lineage_of(ingested, cleaned, features)
     if tracking:
         log_row_accounting(tracking, lineage)
@@ -377,14 +379,17 @@ def train_candidate(
 
 
 def open_tracking(
-    config: PipelineConfig, run_key: str, tracking_uri: str | None = None, artifact_root: str | None = None
+    config: PipelineConfig, run_key: str, tracking_uri: str | None = None, artifact_root: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Configure MLflow and open (or reuse) the parent run of ``run_key``, logging every config."""
+    """Configure MLflow and open (or reuse) the parent run of ``run_key``, logging every config
+    (and ``tags``, e.g. why the run started)."""
     from pipelines.tracking.runs import open_parent_run
     from pipelines.tracking.setup import configure_mlflow
 
     uri, experiment_id = configure_mlflow(tracking_uri, config.experiment, artifact_root)
-    parent = open_parent_run(run_key, experiment_id, params=config.model_dump(mode="json"), tracking_uri=uri)
+    parent = open_parent_run(run_key, experiment_id, params=config.model_dump(mode="json"), tags=tags,
+                             tracking_uri=uri)
     return {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
 
 

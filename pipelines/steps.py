@@ -8,7 +8,7 @@ nothing but URIs, counts and metrics travels through XCom.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from pipelines.timing import log_step_timings, timed_step
 
@@ -19,26 +19,35 @@ def plan(
     lake_root: str | None = None,
     tracking_uri: str | None = None,
     artifact_root: str | None = None,
+    run_type: str = "manual",
+    asset_events: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Validate the run's parameters into step configs and fix where the run keeps its state.
 
     The lake, tracking URI and artifact root default to the platform's (``RECSYS_HOME``,
     ``MLFLOW_TRACKING_URI``, ``RECSYS_ARTIFACT_ROOT``) as resolved here, in the first task;
     later tasks read them from the plan, never from their own environment or working
-    directory. Fails the run before any work starts.
+    directory. A run started by new interactions (``run_type`` ``asset_triggered`` and its
+    ``asset_events`` as plain dicts) trains on the data they name; ``trigger`` records why the
+    run started (:func:`pipelines.training.trigger.resolve_trigger`). Fails the run before any
+    work starts.
     """
     from pipelines.paths import lake, run_key
     from pipelines.pipeline import from_params
     from pipelines.tracking.setup import default_artifact_root, default_tracking_uri
+    from pipelines.training.trigger import resolve_trigger
 
+    lake_root = str(lake_root or lake())
+    params, trigger = resolve_trigger(params, run_type, asset_events, lake_root)
     config = from_params(params)
     tracking_uri = tracking_uri or default_tracking_uri()
     return {
         "run_key": run_key(run_id),
-        "lake": str(lake_root or lake()),
+        "lake": lake_root,
         "tracking_uri": tracking_uri,
         "artifact_root": artifact_root or default_artifact_root(tracking_uri),  # None: the server decides
         "config": config.model_dump(mode="json"),
+        "trigger": trigger,
     }
 
 
@@ -56,10 +65,12 @@ def _use_plan_tracking(plan: Mapping[str, Any]) -> None:
 
 
 def open_run(plan: Mapping[str, Any]) -> dict[str, str]:
-    """Create (or reuse, on retry) the run's MLflow parent run in the plan's store."""
+    """Create (or reuse, on retry) the run's MLflow parent run in the plan's store, tagged with why it started."""
     from pipelines.pipeline import open_tracking
+    from pipelines.training.trigger import trigger_tags
 
-    return open_tracking(_config(plan), plan["run_key"], plan["tracking_uri"], plan["artifact_root"])
+    return open_tracking(_config(plan), plan["run_key"], plan["tracking_uri"], plan["artifact_root"],
+                         tags=trigger_tags(plan.get("trigger")))
 
 
 def ingest(plan: Mapping[str, Any]) -> dict[str, Any]:

@@ -133,6 +133,38 @@ def write_partition(target: str | os.PathLike, manifest: str = MANIFEST) -> Iter
             raise
 
 
+@contextmanager
+def write_file(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target`` (a dot-file readers skip); on success rename it to ``target``.
+
+    The rename is atomic on one filesystem: a reader of the folder sees the whole file or none
+    of it. On an error the temporary file is removed and ``target`` is left as it was. For single
+    files added to a shared folder (landed batches), where :func:`write_partition` owns folders.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise RuntimeError(f"{target}: nothing was written to the temporary file; not published")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def sweep_dead_temporaries(folder: str | os.PathLike) -> int:
+    """Remove temporary files of :func:`write_file` left in ``folder`` by processes that died; returns how many."""
+    removed = 0
+    for stale in Path(folder).glob(f".*{_TMP_MARK}*"):
+        pid = stale.name.rsplit(_TMP_MARK, 1)[-1].split("-", 1)[0]
+        if stale.is_file() and pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def require_partition(uri: str | os.PathLike, manifest: str = MANIFEST, what: str = "partition") -> Path:
     """The partition folder holding ``uri`` (the folder itself or its parent) when its manifest exists.
 

@@ -4,7 +4,10 @@
 - Each ``train`` task instance: an extra link "MLflow run" to the run that task logged (read
   from the task's own return value, so a retry links to its own run).
 - The DAG page: a "Champion model" tab that opens the registry page of the version holding
-  ``@champion``, resolved when it is clicked (``/recsys/champion`` redirects there).
+  ``@champion``, resolved when it is clicked (``/recsys/champion`` redirects there), and a
+  "Monitoring" tab with the MLflow experiment ``monitoring`` (``/recsys/monitoring``; the
+  experiment's id is looked up when clicked), also in the navigation.
+- Each ``monitor`` task instance (``recsys_monitoring``): "MLflow run" opens that check's run.
 
 The MLflow UI address comes from ``RECSYS_MLFLOW_UI_URL`` (default ``http://127.0.0.1:5000``,
 where ``make mlflow`` and ``make up`` serve it). Nothing heavy is imported at module level:
@@ -20,6 +23,10 @@ from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
 TRAIN_TASK = "train"
+MONITOR_TASK = "monitor"
+#: Task id -> key of its return value that holds the MLflow run it logged.
+RUN_ID_KEYS = {TRAIN_TASK: "run_id", MONITOR_TASK: "mlflow_run_id"}
+MONITORING_EXPERIMENT = "monitoring"  # pipelines.monitoring.config.MONITORING_EXPERIMENT
 REGISTERED_MODEL = "recsys"  # pipelines.constants.DEFAULT_REGISTERED_MODEL, without importing the package here
 SERVING_ALIAS = "champion"
 
@@ -68,16 +75,27 @@ class _Row:
 
 
 class MlflowRunLink(BaseOperatorLink):
-    """"MLflow run" on every ``train`` task instance; empty (greyed out) elsewhere or before it logged."""
+    """"MLflow run" on every ``train`` and ``monitor`` task instance; empty (greyed out) elsewhere or before it logged."""
 
     name = "MLflow run"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        if ti_key.task_id != TRAIN_TASK:
+        key = RUN_ID_KEYS.get(ti_key.task_id)
+        if key is None:
             return ""
         result = train_result(ti_key)
-        run_id = (result or {}).get("run_id")
+        run_id = (result or {}).get(key)
         return mlflow_run_url(run_id) if run_id else ""
+
+
+def monitoring_page_url(tracking_uri: str | None = None, experiment: str = MONITORING_EXPERIMENT) -> str:
+    """The MLflow page of the monitoring experiment (the experiments list until the first check made it)."""
+    import mlflow
+
+    found = mlflow.MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+    if found is None:
+        return f"{mlflow_ui_url()}/#/experiments"
+    return f"{mlflow_ui_url()}/#/experiments/{found.experiment_id}"
 
 
 def champion_page_url(tracking_uri: str | None = None, registered_model: str = REGISTERED_MODEL) -> str:
@@ -103,6 +121,10 @@ def _champion_app():
         # Only a redirect: plugin endpoints are not behind Airflow's auth, so nothing else is exposed.
         return RedirectResponse(champion_page_url(), status_code=307)
 
+    @app.get("/monitoring")
+    def monitoring() -> RedirectResponse:
+        return RedirectResponse(monitoring_page_url(), status_code=307)
+
     return app
 
 
@@ -124,5 +146,18 @@ class RecsysPlugin(AirflowPlugin):
             "href": "/recsys/champion",
             "destination": "dag",
             "url_route": "champion-model",
+        },
+        {
+            "name": "MLflow: monitoring",
+            "href": "/recsys/monitoring",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "mlflow-monitoring",
+        },
+        {
+            "name": "Monitoring",
+            "href": "/recsys/monitoring",
+            "destination": "dag",
+            "url_route": "monitoring",
         },
     ]

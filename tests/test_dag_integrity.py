@@ -70,3 +70,57 @@ def test_pipelines_import_is_cheap():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_training_runs_on_new_data_or_a_retrain_request_with_the_cron_as_fallback(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.providers.standard.triggers.file import FileDeleteTrigger
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from pipelines.constants import INTERACTIONS_ASSET_URI, RETRAIN_ASSET_URI
+    from pipelines.data.landing import landed_flag
+
+    dag = DagBag(dag_folder=str(ROOT / "dags" / "recsys_training.py")).get_dag("recsys_training")
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assets = {asset.uri: asset for asset in dag.timetable.asset_condition.objects}
+    assert set(assets) == {INTERACTIONS_ASSET_URI, RETRAIN_ASSET_URI}
+    assert type(dag.timetable.asset_condition).__name__ == "AssetAny"  # either one starts a run, not both
+    (watcher,) = assets[INTERACTIONS_ASSET_URI].watchers
+    assert isinstance(watcher.trigger, FileDeleteTrigger) and watcher.trigger.filepath == str(landed_flag())
+    assert dag.timetable.timetable.expression == "0 0 * * *"
+    assert "trigger_reason" in dag.params and dag.params["trigger_reason"] is None
+
+
+def test_the_schedule_override_keeps_working():
+    code = ("import importlib.util, json; s = importlib.util.spec_from_file_location('d', 'dags/recsys_training.py'); "
+            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); t = m._schedule(); "
+            "print(json.dumps([type(t).__name__, getattr(getattr(t, 'timetable', None), 'expression', None)]))")
+    for value, expected in (("none", ["AssetAny", None]), ("@hourly", ["AssetOrTimeSchedule", "0 * * * *"]),
+                            ("*/15 * * * *", ["AssetOrTimeSchedule", "*/15 * * * *"])):
+        env = {**os.environ, "RECSYS_TRAINING_SCHEDULE": value}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == expected, value
+
+
+def test_monitoring_and_ingest_dags_emit_their_assets_and_every_dag_alerts_on_failure(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipelines.constants import INTERACTIONS_ASSET_URI, RETRAIN_ASSET_URI
+    from pipelines.monitoring.alerts import on_dag_failure
+    from pipelines.monitoring.config import param_specs as check_specs
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    monitoring = bag.get_dag("recsys_monitoring")
+    assert monitoring.task_dict["monitor"].downstream_task_ids == {"request_retrain"}
+    assert [a.uri for a in monitoring.task_dict["request_retrain"].outlets] == [RETRAIN_ASSET_URI]
+    assert set(check_specs()) | {"retrain", "retrain_params", "holdout_fraction", "alert_sinks"} == set(monitoring.params)
+    ingest = bag.get_dag("recsys_ingest_events")
+    assert [a.uri for a in ingest.task_dict["ingest_events"].outlets] == [INTERACTIONS_ASSET_URI]
+    for dag_id in bag.dag_ids:
+        callbacks = bag.get_dag(dag_id).on_failure_callback
+        assert on_dag_failure in (callbacks if isinstance(callbacks, list) else [callbacks]), dag_id
+    for dag in (monitoring, ingest, bag.get_dag("recsys_training")):  # the form opens with Trigger enabled
+        for name, param in dag.params.items():
+            kinds = param.schema.get("type")
+            nullable = "null" in kinds if isinstance(kinds, list) else kinds == "null"
+            assert nullable or param.value not in (None, ""), (dag.dag_id, name)

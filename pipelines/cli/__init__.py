@@ -4,6 +4,7 @@
     recsys train --train train.csv --test test.csv --model als
     recsys recommend --model-uri models:/recsys@champion --users 1 2 3 -k 10
     recsys status
+    recsys land new-ratings.csv
     recsys monitor --source csv --path /data/slices
 
 Each subcommand lives in its own module of this package (``train``, ``recommend``,
@@ -30,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
     "status": "pipelines.cli.status",
     "rollback": "pipelines.cli.rollback",
     "serve": "pipelines.cli.serve",
+    "land": "pipelines.cli.land",
     "monitor": "pipelines.cli.monitor",
 }
 

@@ -205,11 +205,13 @@ def train_summary(args: argparse.Namespace) -> dict[str, Any]:
 
         ingest = load_ingest_config({**config.ingest.model_dump(), "column_map": columns})
         config = config.model_copy(update={"ingest": ingest})
+    tags = {"trigger_reason": args.trigger_reason, "trigger_kind": "cli"} if args.trigger_reason else None
     if args.train:
-        result = run_pipeline_on_split(config, run_key, args.train, args.test, columns=columns,
-                                       track=track, register=args.register, tracking_uri=args.tracking_uri)
+        result = run_pipeline_on_split(config, run_key, args.train, args.test, columns=columns, track=track,
+                                       register=args.register, tracking_uri=args.tracking_uri, tags=tags)
     else:
-        result = run_pipeline(config, run_key, track=track, register=args.register, tracking_uri=args.tracking_uri)
+        result = run_pipeline(config, run_key, track=track, register=args.register, tracking_uri=args.tracking_uri,
+                              tags=tags)
     summary = {
         "run_key": run_key,
         "models": {c["model"]: {"metrics": c["metrics"], "model_uri": c["model_uri"], "run_id": c["run_id"]}

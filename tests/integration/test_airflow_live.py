@@ -65,8 +65,14 @@ def postgres_databases():
 
 
 @pytest.fixture
-def airflow_live(tmp_path, postgres_databases):
-    """`airflow standalone` on loopback with LocalExecutor; yields (base_url, env)."""
+def airflow_extra_env() -> dict[str, str]:
+    """Variables a test module adds to the Airflow environment (override this fixture there)."""
+    return {}
+
+
+@pytest.fixture
+def airflow_live(tmp_path, postgres_databases, airflow_extra_env):
+    """`airflow standalone` on loopback with LocalExecutor; yields (base_url, env, elsewhere)."""
     port = _free_port()
     home = tmp_path / "airflow"
     home.mkdir()
@@ -95,6 +101,7 @@ def airflow_live(tmp_path, postgres_databases):
         "RECSYS_TRAINING_SCHEDULE": "none",  # only the run this test triggers
         "RECSYS_HOME": str(tmp_path / "recsys"),
         "PYTHONPATH": str(ROOT),  # this checkout's package, not whichever one the venv has installed
+        **airflow_extra_env,
     }
     elsewhere = tmp_path / "elsewhere"  # not the checkout: a relative default would land here
     (tmp_path / "user-home").mkdir()
