@@ -80,7 +80,8 @@ def test_one_eigendecomposition_scores_every_regularization_exactly(shape):
     unseen = matrix[:8].toarray() == 0
     for regularization in (0.5, 7.0, 300.0):
         want = matrix[:8] @ reference_weights(matrix, regularization)
-        np.testing.assert_allclose(spectral.scores(matrix[:8], regularization)[unseen], want[unseen], rtol=2e-3, atol=2e-5)
+        np.testing.assert_allclose(spectral.scores(matrix[:8], regularization)[unseen], want[unseen], rtol=2e-3,
+                                   atol=1e-4 * np.abs(want).max())  # float32 eigenvectors: error relative to the scale
 
 
 def test_regularization_is_chosen_on_validation_and_scales_with_the_data(planted, tmp_path):
