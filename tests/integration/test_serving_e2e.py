@@ -33,6 +33,7 @@ from tests.integration.test_airflow_live import (  # noqa: F401  (fixtures)
     _get,
     _headers,
     _wait_for,
+    airflow_extra_env,
     airflow_live,
     postgres_databases,
 )

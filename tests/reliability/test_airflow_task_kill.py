@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.integration.test_airflow_live import _get, _headers, _wait_for, airflow_live, postgres_databases  # noqa: F401
+from tests.integration.test_airflow_live import _get, _headers, _wait_for, airflow_extra_env, airflow_live, postgres_databases  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
