@@ -187,22 +187,29 @@ def choose_regularization(user_items: sp.csr_matrix, seed: int, binarize: bool |
         matrix = _ones(user_items) if ones else user_items
         if not carves:  # nobody has two items: nothing to validate on
             return _FALLBACK_MULTIPLE * _mean_gram_diagonal(matrix), ones
-        multiple, ndcg = _best_multiple([(_ones(kept) if ones else kept, validation) for kept, validation in carves])
-        results[ones] = (multiple * _mean_gram_diagonal(matrix), ndcg)
+        start = None if not results else results[False][2]  # 1s: climb from the values' best multiple
+        carved = [(_ones(kept) if ones else kept, validation) for kept, validation in carves]
+        multiple, ndcg = _best_multiple(carved, start)
+        results[ones] = (multiple * _mean_gram_diagonal(matrix), ndcg, multiple)
     chosen = options[0]
     if len(options) == 2 and results[True][1] > (1.0 + _BINARY_MARGIN) * results[False][1]:
         chosen = True
     log.info(
         "ease: regularization %.4g on %s chosen on validation (nDCG@10 %s)",
         results[chosen][0], "1s" if chosen else "the weighted values",
-        {("1s" if ones else "values"): round(ndcg, 4) for ones, (_, ndcg) in results.items()},
+        {("1s" if ones else "values"): round(result[1], 4) for ones, result in results.items()},
     )
     return float(results[chosen][0]), chosen
 
 
-def _best_multiple(carves: list[tuple[sp.csr_matrix, Any]]) -> tuple[float, float]:
-    """The grid multiple of the mean Gram diagonal with the best nDCG@10 averaged over ``carves``
-    ((kept, ValidationSet) pairs), and that nDCG."""
+def _best_multiple(carves: list[tuple[sp.csr_matrix, Any]], start: float | None = None) -> tuple[float, float]:
+    """The multiple of the mean Gram diagonal with the best nDCG@10 averaged over ``carves``
+    ((kept, ValidationSet) pairs), and that nDCG.
+
+    The whole grid is scored, or, from a ``start`` multiple of the grid, only the grid steps
+    uphill from it (the curve has one peak: a few candidates instead of the whole grid); then the
+    half-steps around the best.
+    """
     from pipelines.models.validation import validation_ndcg
 
     scorers = [(_SpectralEase(kept), kept, _mean_gram_diagonal(kept), validation) for kept, validation in carves]
@@ -216,7 +223,14 @@ def _best_multiple(carves: list[tuple[sp.csr_matrix, Any]]) -> tuple[float, floa
             ]))
         return measured[multiple]
 
-    best = max(_GRID, key=ndcg)
+    if start is None:
+        best = max(_GRID, key=ndcg)
+    else:
+        at = int(np.argmin(np.abs(np.log(_GRID) - np.log(start))))
+        for step in (1, -1):  # climb one way while it improves, then the other
+            while 0 <= at + step < len(_GRID) and ndcg(_GRID[at + step]) > ndcg(_GRID[at]):
+                at += step
+        best = _GRID[at]
     best = max((best / np.sqrt(2.0), best, best * np.sqrt(2.0)), key=ndcg)
     log.debug("ease: validation nDCG@10 by multiple of the mean Gram diagonal %s",
               {f"{m:.3g}": round(v, 4) for m, v in sorted(measured.items())})
