@@ -238,9 +238,10 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     for row in rows:
         seeds = ", ".join(f"{s}: {v:.4f}" for s, v in row.get("ndcg_by_seed", {}).items())
         lines.append(f"| {row['model']} | {seeds} | {row['tolerance_from']} |")
-    blend = next((r for r in rows if r["model"] == "blend"), None)
-    if blend and "fitted_params" in blend:
-        lines += ["", f"`blend` chose {blend['fitted_params']} on its validation carve."]
+    chosen = [r for r in rows if r.get("fitted_params")]
+    if chosen:
+        lines += ["", "## Chosen at fit on validation carves of train", ""]
+        lines += [f"- `{r['model']}`: {r['fitted_params']}" for r in chosen]
     lines += [
         "",
         "## Reference: Microsoft Recommenders on MovieLens-100K (different dataset)",

@@ -10,6 +10,11 @@ catalogues above ``max_items``. With fewer users than items the inverse comes fr
 users one (the Woodbury identity), else from the items x items Gram matrix; either runs on the
 array backend (:mod:`pipelines.compute.backend`): LAPACK's Cholesky inverse on the CPU, CuPy's
 inverse on a GPU.
+
+The family learns from log confidences ``1 + log(1 + r)`` (Hu, Koren and Volinsky 2008; the
+weighting module's ``log`` scheme at its defaults). ``lambda`` and whether to drop the values for
+plain interactions are chosen together on a validation carve of train: the values are kept only
+where they rank better there, so counts that say nothing about preference cannot hurt.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ _CARVE_FRACTION = 0.2
 _VALIDATION_USERS = 2_000
 _GRID = tuple(2.0**k for k in range(-5, 8))
 _FALLBACK_MULTIPLE = 1.0
+# Plain interactions replace the weighted values only when they score this much better (relative)
+# on validation: closer than that the two are within the carves' noise and the weighting stands,
+# while values that mislead (heavy-tailed counts unrelated to taste) lose by far more.
+_BINARY_MARGIN = 0.01
 
 
 class EaseConfig(ModelConfig):
@@ -45,9 +54,14 @@ class EaseConfig(ModelConfig):
 
     regularization: float | None = Field(None, gt=0.0, le=1e9, allow_inf_nan=False)
     """L2 penalty ``lambda`` on ``B``, added to the diagonal of ``X^T X``. None (the default):
-    chosen at fit on a validation carve of the training data, on a grid scaled to its mean
+    chosen at fit on validation carves of the training data, on a grid scaled to its mean
     Gram diagonal (the best value grows with interactions per item and with the confidence
     scale), then used for the refit on all of it; the value used is ``regularization_``."""
+    binarize: bool | None = None
+    """Learn from plain interactions (every stored value 1) instead of the weighted values fit
+    receives. None (the default): chosen with ``regularization`` on the same carves (the values
+    are kept unless 1s rank better there; with ``regularization`` set, the values are kept);
+    the choice made is ``binarize_``."""
     max_items: int = Field(50_000, ge=1, le=1_000_000)
     """Largest catalogue accepted. Fitting holds one or two dense items x items matrices (10 GB
     each at 50 000 items in float32); above it fit raises a ConfigError instead of exhausting
@@ -76,14 +90,18 @@ class EaseRecommender(Recommender):
     config_class: ClassVar[type[ModelConfig]] = EaseConfig
     config: EaseConfig
 
+    #: Log confidences, kept only where they beat plain interactions on validation (see ``binarize``).
+    preferred_weighting: ClassVar[dict[str, Any]] = {"scheme": "log"}
+
     item_weights_: np.ndarray | None = None
     user_items_: sp.csr_matrix | None = None
     regularization_: float | None = None
+    binarize_: bool = False
 
     def _fit(self, train: sp.csr_matrix, **unused: Any) -> None:
-        """Solve for ``B`` on ``train`` (weighted upstream), with ``regularization`` or, when it is
-        None, the value :func:`choose_regularization` picks on a carve of ``train``. Raises
-        ConfigError when the catalogue is larger than ``max_items``."""
+        """Solve for ``B`` on ``train`` (weighted upstream, or its 1s when ``binarize``), with
+        ``regularization`` or, when it is None, what :func:`choose_regularization` picks on carves
+        of ``train``. Raises ConfigError when the catalogue is larger than ``max_items``."""
         cfg = self.config
         n_items = train.shape[1]
         if n_items > cfg.max_items:
@@ -93,7 +111,12 @@ class EaseRecommender(Recommender):
                 f"max_items is {cfg.max_items}; raise max_items if the memory is there, or use "
                 "itemknn or a factor model (als, svd) for this catalogue"
             )
-        self.regularization_ = cfg.regularization or choose_regularization(train, cfg.seed)
+        if cfg.regularization is None:
+            self.regularization_, self.binarize_ = choose_regularization(train, cfg.seed, cfg.binarize)
+        else:
+            self.regularization_, self.binarize_ = cfg.regularization, bool(cfg.binarize)
+        if self.binarize_:
+            train = _ones(train)
         backend = get_backend(cfg.device)
         weights = ease_weights(backend, train, self.regularization_, np.dtype(cfg.dtype))
         self.item_weights_ = backend.to_host(weights).astype(np.float32, copy=False)
@@ -104,8 +127,9 @@ class EaseRecommender(Recommender):
         self.training_loss_ = []
 
     def fitted_params(self) -> dict[str, Any]:
-        """The regularization used (chosen on validation when the config leaves it None)."""
-        return {"regularization": self.regularization_}
+        """The regularization used and whether the values were dropped (chosen on validation when
+        the config leaves them None)."""
+        return {"regularization": self.regularization_, "binarize": self.binarize_}
 
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return np.asarray(self.user_items_[user_idx] @ self.item_weights_)
@@ -113,12 +137,14 @@ class EaseRecommender(Recommender):
     def score_new_users(self, seen: sp.csr_matrix) -> np.ndarray:
         """Fold-in: ``seen @ B`` for new users' seed items (n_new x n_items, weighted as train was)."""
         self._check_fitted()
-        return np.asarray(check_seen(seen, self.n_items) @ self.item_weights_, dtype=np.float32)
+        seen = check_seen(seen, self.n_items)
+        return np.asarray((_ones(seen) if self.binarize_ else seen) @ self.item_weights_, dtype=np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {
             "item_weights_": self.item_weights_,
             "regularization_": np.asarray(self.regularization_, dtype=np.float64),
+            "binarize_": np.asarray(self.binarize_),
             **csr_state(self.user_items_, "user_items_"),
         }
 
@@ -126,33 +152,67 @@ class EaseRecommender(Recommender):
         self.item_weights_ = state["item_weights_"]
         self.user_items_ = csr_from_state(state, "user_items_")
         self.regularization_ = float(state["regularization_"]) if "regularization_" in state else None
+        self.binarize_ = bool(state["binarize_"]) if "binarize_" in state else False
 
 
-def choose_regularization(user_items: sp.csr_matrix, seed: int) -> float:
-    """The ``lambda`` with the best validation nDCG@10 on seeded carves of ``user_items``, for all of it.
+def choose_regularization(user_items: sp.csr_matrix, seed: int, binarize: bool | None = None) -> tuple[float, bool]:
+    """``(lambda, binarize)`` with the best validation nDCG@10 on seeded carves of ``user_items``, for all of it.
 
     Each of ``_CARVES`` carves holds out ``_CARVE_FRACTION`` of each user's items; candidates on a
     log grid relative to the mean diagonal of the carved Gram matrix ``G = X^T X`` (the scale of
     ``lambda``: it grows with interactions per item and with the confidence scale), a factor 2
     apart, then the half-steps around the best, are scored by their nDCG@10 averaged over the
     carves (one carve alone is noisy on small data; from ``_VALIDATION_USERS`` users on, one
-    carve is used). One eigendecomposition per carve serves every
-    candidate (:class:`_SpectralEase`). The best multiple is returned times the mean diagonal of
-    the full matrix, so the choice carries from the carves to the refit on all of ``user_items``.
+    carve is used). One eigendecomposition per carve serves every candidate
+    (:class:`_SpectralEase`). With ``binarize`` None and values that are not all equal, the
+    same search runs on the carves' 1s too, and the values are dropped only when 1s score
+    ``_BINARY_MARGIN`` better. The best multiple is returned times the mean diagonal of the full matrix, so the
+    choice carries from the carves to the refit on all of ``user_items``.
     """
-    from pipelines.models.validation import ValidationSet, carve_holdout, validation_ndcg
+    from pipelines.models.validation import ValidationSet, carve_holdout
 
-    scorers = []
+    values = user_items.data
+    constant = values.size == 0 or bool(np.all(values == values[0]))
+    options = [False, True] if binarize is None and not constant else [bool(binarize)]
+    carves = []
     for rng in seeding.rng(seed).spawn(_CARVES):
         kept, held = carve_holdout(user_items, _CARVE_FRACTION, rng)
         validation = ValidationSet.build(kept, held, _VALIDATION_USERS, rng)
         if validation is not None:
-            scorers.append((_SpectralEase(kept), kept, _mean_gram_diagonal(kept), validation))
+            carves.append((kept, validation))
         if validation is not None and len(validation.users) >= _VALIDATION_USERS:
             break  # enough users for a steady estimate from one carve: spare the next eigendecomposition
-    full_scale = _mean_gram_diagonal(user_items)
-    if not scorers:  # nobody has two items: nothing to validate on
-        return _FALLBACK_MULTIPLE * full_scale
+    results = {}
+    for ones in options:
+        matrix = _ones(user_items) if ones else user_items
+        if not carves:  # nobody has two items: nothing to validate on
+            return _FALLBACK_MULTIPLE * _mean_gram_diagonal(matrix), ones
+        start = None if not results else results[False][2]  # 1s: climb from the values' best multiple
+        carved = [(_ones(kept) if ones else kept, validation) for kept, validation in carves]
+        multiple, ndcg = _best_multiple(carved, start)
+        results[ones] = (multiple * _mean_gram_diagonal(matrix), ndcg, multiple)
+    chosen = options[0]
+    if len(options) == 2 and results[True][1] > (1.0 + _BINARY_MARGIN) * results[False][1]:
+        chosen = True
+    log.info(
+        "ease: regularization %.4g on %s chosen on validation (nDCG@10 %s)",
+        results[chosen][0], "1s" if chosen else "the weighted values",
+        {("1s" if ones else "values"): round(result[1], 4) for ones, result in results.items()},
+    )
+    return float(results[chosen][0]), chosen
+
+
+def _best_multiple(carves: list[tuple[sp.csr_matrix, Any]], start: float | None = None) -> tuple[float, float]:
+    """The multiple of the mean Gram diagonal with the best nDCG@10 averaged over ``carves``
+    ((kept, ValidationSet) pairs), and that nDCG.
+
+    The whole grid is scored, or, from a ``start`` multiple of the grid, only the grid steps
+    uphill from it (the curve has one peak: a few candidates instead of the whole grid); then the
+    half-steps around the best.
+    """
+    from pipelines.models.validation import validation_ndcg
+
+    scorers = [(_SpectralEase(kept), kept, _mean_gram_diagonal(kept), validation) for kept, validation in carves]
     measured: dict[float, float] = {}
 
     def ndcg(multiple: float) -> float:
@@ -163,13 +223,18 @@ def choose_regularization(user_items: sp.csr_matrix, seed: int) -> float:
             ]))
         return measured[multiple]
 
-    best = max(_GRID, key=ndcg)
+    if start is None:
+        best = max(_GRID, key=ndcg)
+    else:
+        at = int(np.argmin(np.abs(np.log(_GRID) - np.log(start))))
+        for step in (1, -1):  # climb one way while it improves, then the other
+            while 0 <= at + step < len(_GRID) and ndcg(_GRID[at + step]) > ndcg(_GRID[at]):
+                at += step
+        best = _GRID[at]
     best = max((best / np.sqrt(2.0), best, best * np.sqrt(2.0)), key=ndcg)
-    log.info(
-        "ease: regularization %.4g x mean Gram diagonal chosen on validation (nDCG@10 %.4f; grid %s)",
-        best, measured[best], {f"{m:.3g}": round(v, 4) for m, v in sorted(measured.items())},
-    )
-    return float(best * full_scale)
+    log.debug("ease: validation nDCG@10 by multiple of the mean Gram diagonal %s",
+              {f"{m:.3g}": round(v, 4) for m, v in sorted(measured.items())})
+    return float(best), measured[best]
 
 
 class _SpectralEase:
@@ -177,8 +242,9 @@ class _SpectralEase:
 
     With ``X^T X = W diag(d) W^T`` (``W`` orthonormal columns, from the smaller of ``X X^T`` and
     ``X^T X``), ``lambda P = I - W diag(d / (d + lambda)) W^T`` for ``P = (X^T X + lambda I)^-1``.
-    Off a user's own items (the ones ranked) EASE scores ``-(x P)_j / P_jj``, which is
-    ``(x W diag(d / (d + lambda)) W^T)_j / (lambda P_jj)``: a few thin products per candidate.
+    Off a user's own items (the ones ranked) EASE scores ``-(x P)_j / P_jj``; for a row ``x`` of
+    ``X`` (so ``x W W^T = x``) that is ``-(x W diag(lambda / (d + lambda)) W^T)_j / (lambda P_jj)``:
+    a few thin products per candidate, and no float32 cancellation when ``lambda`` is small.
     """
 
     def __init__(self, user_items: sp.csr_matrix) -> None:
@@ -193,15 +259,26 @@ class _SpectralEase:
             keep = values > values.max() * 1e-10
             basis = basis[:, keep]
         self.values = values[keep]
+        # lambda P_jj = outside_j + sum_k W_jk^2 lambda / (d_k + lambda), outside_j = 1 - sum_k W_jk^2
+        # (the part of item j outside the basis) taken once in float64.
+        self.outside = np.clip(1.0 - np.square(basis).sum(axis=1), 0.0, None).astype(np.float32)
         self.basis = np.ascontiguousarray(basis, dtype=np.float32)
         self.squared = np.square(self.basis)
 
     def scores(self, rows: sp.csr_matrix, regularization: float) -> np.ndarray:
-        """Scores (rows x items) of users from their training ``rows``; their own items' scores mean nothing."""
-        shrink = (self.values / (self.values + regularization)).astype(np.float32)
-        denominator = 1.0 - self.squared @ shrink  # lambda P_jj, in (0, 1]
-        projected = np.asarray(rows @ self.basis) * shrink
+        """Scores (rows x items) of users from their training ``rows`` (rows of the decomposed
+        matrix); their own items' scores mean nothing."""
+        rest = (regularization / (self.values + regularization)).astype(np.float32)
+        denominator = self.outside + self.squared @ rest  # lambda P_jj, in (0, 1]
+        projected = np.asarray(rows @ self.basis) * -rest
         return (projected @ self.basis.T) / np.maximum(denominator, 1e-12)
+
+
+def _ones(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """``matrix`` with every stored value 1 (same pattern, same dtype)."""
+    ones = matrix.copy()
+    ones.data = np.ones_like(ones.data)
+    return ones
 
 
 def _mean_gram_diagonal(user_items: sp.csr_matrix) -> float:

@@ -110,6 +110,7 @@ def validation_ndcg(score_users: Callable[[np.ndarray], Any], validation: Valida
     ``score_users(users)`` returns (len(users), n_items) scores, a NumPy array or anything
     ``np.asarray`` takes (a CPU tensor); seen items are excluded before the top 10.
     """
+    from pipelines.compute.topk import top_k
     from pipelines.evaluation.metrics import ranking_metrics
 
     n_items = validation.relevant.shape[1]
@@ -117,13 +118,7 @@ def validation_ndcg(score_users: Callable[[np.ndarray], Any], validation: Valida
     tops = []
     for start in range(0, len(validation.users), _SCORE_BLOCK):
         scores = np.array(score_users(validation.users[start : start + _SCORE_BLOCK]), dtype=np.float32)
-        seen = validation.seen[start : start + _SCORE_BLOCK].tocoo()
-        scores[seen.row, seen.col] = -np.inf
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        tops.append(np.where(np.isfinite(np.take_along_axis(top_scores, order, axis=1)), top, -1))
+        tops.append(top_k(scores, k, exclude=validation.seen[start : start + _SCORE_BLOCK])[0])
     return float(ranking_metrics(np.concatenate(tops), validation.relevant, VALIDATION_K, n_items)[METRIC])
 
 

@@ -1,21 +1,6 @@
-"""EASE^R specifics: the closed form (both solution paths), the regularization chosen on validation,
-fold-in, the size guard, GPU parity.
-
-MovieLens latest-small (stratified 75/25, seed 42, nDCG@10 / MAP@10, training items excluded),
-binary input, float32. ``regularization`` plateaus near 0.40 between 100 and 300; 130 is the
-default. Weighted inputs do worse.
-
-| regularization | weighting | nDCG@10 | MAP@10 |
-| --- | --- | --- | --- |
-| 50 | none | 0.388 | 0.101 |
-| 100 | none | 0.399 | 0.105 |
-| **130** | **none** | **0.401** | **0.105** |
-| 200 | none | 0.400 | 0.104 |
-| 300 | none | 0.399 | 0.103 |
-| 800 | none | 0.384 | 0.098 |
-| 1000 | linear (1 + rating) | 0.389 | 0.102 |
-| 300 | log | 0.395 | 0.104 |
-| 500 | bm25 (k1 1.2, b 0.75) | 0.297 | 0.071 |
+"""EASE^R specifics: the closed form (both solution paths), the regularization and the use of the
+values chosen on validation, fold-in, the size guard, GPU parity. Measured quality of the
+defaults: ``benchmarks/results/quality.json``.
 """
 
 from __future__ import annotations
@@ -27,6 +12,7 @@ from pydantic import ValidationError
 
 from pipelines.compute.backend import ArrayBackend, gpu_available
 from pipelines.errors import ConfigError
+from pipelines.features.weighting import WeightingConfig, apply_weighting
 from pipelines.models import create_model, load_model
 from pipelines.models import ease as ease_module
 from pipelines.models.ease import EaseConfig, EaseRecommender
@@ -89,7 +75,8 @@ def test_regularization_is_chosen_on_validation_and_scales_with_the_data(planted
     c times larger make the Gram matrix c^2 larger: the choice follows, and the ranking is the same."""
     model = create_model("ease").fit(planted.train)
     chosen = model.regularization_
-    assert model.config.regularization is None and model.fitted_params() == {"regularization": chosen}
+    assert model.config.regularization is None
+    assert model.fitted_params() == {"regularization": chosen, "binarize": False}  # 1s only: nothing to drop
     mean_diagonal = planted.train.power(2).sum() / planted.n_items
     assert mean_diagonal / 32 <= chosen <= 128 * np.sqrt(2) * mean_diagonal
     scaled = create_model("ease").fit(planted.train * 3.0)
@@ -99,6 +86,24 @@ def test_regularization_is_chosen_on_validation_and_scales_with_the_data(planted
     assert load_model(model.save(tmp_path / "ease")).regularization_ == chosen
     explicit = EaseRecommender(regularization=5.0).fit(planted.train)
     assert explicit.regularization_ == 5.0
+
+
+def test_values_that_mislead_are_dropped_on_validation_and_fold_in_follows(planted, tmp_path):
+    """Heavy-tailed counts unrelated to taste, log-weighted as the family prefers: the validation
+    carves show 1s ranking better, so the model learns from 1s, and new users' seeds are read the
+    same way. Set explicitly, ``binarize`` is obeyed without a search."""
+    counts = planted.train.copy()
+    counts.data = np.minimum(np.random.default_rng(0).zipf(1.3, counts.nnz), 10_000).astype(np.float32)
+    weighted = apply_weighting(counts, WeightingConfig(**EaseRecommender.preferred_weighting))
+    model = create_model("ease").fit(weighted)
+    assert model.binarize_ and model.fitted_params()["binarize"] is True
+    np.testing.assert_array_equal(model.user_items_.data, 1.0)
+    np.testing.assert_allclose(model.score_new_users(weighted[:7]), model.score(np.arange(7)), rtol=1e-6)
+    assert load_model(model.save(tmp_path / "ease")).binarize_
+    kept = create_model("ease", {"binarize": False}).fit(weighted)
+    assert not kept.binarize_ and not np.all(kept.user_items_.data == kept.user_items_.data[0])
+    forced = create_model("ease", {"regularization": 50.0, "binarize": True}).fit(weighted)
+    assert forced.binarize_ and forced.regularization_ == 50.0
 
 
 def test_a_catalogue_above_max_items_is_refused_before_allocating():
@@ -126,7 +131,7 @@ def test_bad_hyperparameters_name_the_field(params, field):
 
 
 def test_device_is_a_runtime_option():
-    assert set(EaseConfig(device="auto").hyperparameters()) == {"seed", "regularization", "max_items", "dtype"}
+    assert set(EaseConfig(device="auto").hyperparameters()) == {"seed", "regularization", "binarize", "max_items", "dtype"}
 
 
 class _NumpyPosingAsGpu(ArrayBackend):
