@@ -13,19 +13,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, dag, get_current_context, task
 
+from pipelines.dag_wiring import airflow_params
 from pipelines.constants import CHAMPION_ASSET_URI
 from pipelines.monitoring.alerts import on_dag_failure
 from pipelines.serving.batch import param_specs
-
-
-def _params() -> dict[str, Param]:
-    params = {}
-    for name, spec in param_specs().items():
-        spec = dict(spec)
-        params[name] = Param(spec.pop("default"), **spec)
-    return params
 
 
 @dag(
@@ -35,7 +28,7 @@ def _params() -> dict[str, Param]:
     catchup=False,
     max_active_runs=1,  # two versions never write at once; the last run leaves the latest champion current
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
-    params=_params(),
+    params=airflow_params(param_specs()),
     on_failure_callback=on_dag_failure,
     tags=["recsys", "serving"],
     doc_md=__doc__,

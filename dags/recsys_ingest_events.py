@@ -12,26 +12,21 @@ event is emitted. Hourly; `RECSYS_INGEST_EVENTS_SCHEDULE` overrides it (a cron, 
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from pipelines.dag_wiring import schedule_from_env
 from pipelines.constants import INTERACTIONS_ASSET_URI
 from pipelines.monitoring.alerts import on_dag_failure
 
 INTERACTIONS = Asset(INTERACTIONS_ASSET_URI)
 
 
-def _schedule() -> str | None:
-    value = os.environ.get("RECSYS_INGEST_EVENTS_SCHEDULE", "@hourly").strip()
-    return None if value.lower() in ("", "none") else value
-
-
 @dag(
     dag_id="recsys_ingest_events",
-    schedule=_schedule(),
+    schedule=schedule_from_env("RECSYS_INGEST_EVENTS_SCHEDULE", "@hourly"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -20,12 +20,12 @@ calls one function of `pipelines.monitoring.steps`; this file is wiring only.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from pipelines.dag_wiring import airflow_params, schedule_from_env
 from pipelines.constants import RETRAIN_ASSET_URI
 from pipelines.monitoring.alerts import on_dag_failure
 from pipelines.monitoring.steps import param_specs
@@ -33,27 +33,14 @@ from pipelines.monitoring.steps import param_specs
 RETRAIN = Asset(RETRAIN_ASSET_URI)
 
 
-def _schedule() -> str | None:
-    value = os.environ.get("RECSYS_MONITORING_SCHEDULE", "@daily").strip()
-    return None if value.lower() in ("", "none") else value
-
-
-def _params() -> dict[str, Param]:
-    params = {}
-    for name, spec in param_specs().items():
-        spec = dict(spec)
-        params[name] = Param(spec.pop("default"), **spec)
-    return params
-
-
 @dag(
     dag_id="recsys_monitoring",
-    schedule=_schedule(),
+    schedule=schedule_from_env("RECSYS_MONITORING_SCHEDULE", "@daily"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
-    params=_params(),
+    params=airflow_params(param_specs()),
     on_failure_callback=on_dag_failure,
     tags=["recsys", "monitoring"],
     doc_md=__doc__,

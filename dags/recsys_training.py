@@ -33,7 +33,6 @@ wiring only.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.hitl import HITLOperator
@@ -51,6 +50,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowSkipException
 
+from pipelines.dag_wiring import airflow_params, schedule_from_env
 from pipelines.constants import CHAMPION_ASSET_URI, INTERACTIONS_ASSET_URI, RETRAIN_ASSET_URI
 from pipelines.data.landing import landed_flag
 from pipelines.monitoring.alerts import on_dag_failure
@@ -73,18 +73,10 @@ def _schedule() -> AssetOrTimeSchedule | AssetAny:
     """New interactions or a retrain request, with the cron as a fallback: daily by default;
     ``RECSYS_TRAINING_SCHEDULE`` overrides the cron (an expression or a preset such as @hourly),
     'none' leaves the Assets only."""
-    value = os.environ.get("RECSYS_TRAINING_SCHEDULE", "@daily").strip()
-    if value.lower() in ("", "none"):
+    value = schedule_from_env("RECSYS_TRAINING_SCHEDULE", "@daily")
+    if value is None:
         return NEW_DATA_OR_REQUEST
     return AssetOrTimeSchedule(timetable=CronTriggerTimetable(value, timezone="UTC"), assets=NEW_DATA_OR_REQUEST)
-
-
-def _params() -> dict[str, Param]:
-    params = {}
-    for name, spec in param_specs().items():
-        spec = dict(spec)
-        params[name] = Param(spec.pop("default"), **spec)
-    return params
 
 
 @dag(
@@ -94,7 +86,7 @@ def _params() -> dict[str, Param]:
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
-    params=_params(),
+    params=airflow_params(param_specs()),
     on_failure_callback=on_dag_failure,
     tags=["recsys", "training"],
     doc_md=__doc__,
