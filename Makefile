@@ -98,8 +98,17 @@ test-fast: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.lock
+	$(BIN)/python benchmarks/synthetic.py --rows 5000000
+	$(BIN)/python benchmarks/synthetic.py --rows 20000000
 	$(BIN)/python benchmarks/als_vs_implicit.py
+	$(BIN)/python benchmarks/als_vs_implicit.py --users 20000 --items 5000 --nnz 1000000 --output benchmarks/results/als_vs_implicit_1m.json
+	$(BIN)/python benchmarks/pipeline.py --size 1M
+	$(BIN)/python benchmarks/pipeline.py --size 5M
+	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/summary.py > /dev/null
+	@echo "results: benchmarks/results/*.json, SUMMARY.md, scale.md, scale.png"
 
 airflow: $(RECSYS_HOME)/.ready
 	@echo "Airflow UI: http://127.0.0.1:8080 (local admin, no login). Ctrl-C stops it."
