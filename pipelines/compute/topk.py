@@ -9,8 +9,9 @@ Two entry points:
   without torch ``np.argpartition``. Excluded items are written as -inf into the block straight
   from the sparse matrix: nothing sparse is densified.
 - :func:`top_k_items` serves scorers whose scores depend only on the item (popularity, the
-  unknown-user fallback): one global ranking, and each user's exclusions skipped with a
-  segmented search over the sparse rows. No users x items matrix exists at any point.
+  unknown-user fallback): one global ranking, and each user's list is its walk past the user's
+  own seen items (a compiled kernel over threads; without numba, one vectorised segmented
+  search over all rows). No users x items matrix exists at any point.
 
 Both return ``(indices int64, scores float32)`` of shape (n_rows, k), best first. A row with
 fewer than ``k`` finite candidates (k above the catalogue, everything seen, -inf scores) is
@@ -62,6 +63,43 @@ def compiled_kernel() -> Callable[..., None] | None:
         return _load_kernel()
 
 
+@lru_cache(maxsize=1)
+def _load_ranked_kernel() -> Callable[..., None] | None:
+    try:
+        from pipelines.compute.topk_kernels import top_k_ranked_rows
+    except ImportError:  # the warning comes from _load_kernel
+        return None
+    return top_k_ranked_rows
+
+
+def compiled_ranked_kernel() -> Callable[..., None] | None:
+    """The numba kernel of :func:`top_k_items`, or None without numba."""
+    with _KERNEL_LOCK:
+        return _load_ranked_kernel()
+
+
+def _row_ranges(n_rows: int, num_threads: int | None) -> list[tuple[int, int]]:
+    threads = max(1, min(_threads(num_threads), n_rows // _ROWS_PER_THREAD))
+    bounds = np.linspace(0, n_rows, threads + 1).astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _kernel_ranked(kernel: Callable[..., None], order: np.ndarray, n_valid: int, rank: np.ndarray,
+                   exclude: sp.csr_matrix, k: int, num_threads: int | None = None) -> np.ndarray:
+    n_rows = exclude.shape[0]
+    idx = np.empty((n_rows, k), dtype=np.int64)
+    args = (order.astype(np.int64, copy=False), n_valid, rank, exclude.indptr.astype(np.int64, copy=False),
+            exclude.indices.astype(np.int64, copy=False), k)
+    ranges = _row_ranges(n_rows, num_threads)
+    if len(ranges) == 1:
+        kernel(*args, 0, n_rows, idx)
+        return idx
+    with ThreadPoolExecutor(len(ranges)) as pool:
+        for done in [pool.submit(kernel, *args, a, b, idx) for a, b in ranges]:
+            done.result()
+    return idx
+
+
 def _threads(num_threads: int | None) -> int:
     from pipelines.models.threads import fit_threads  # RECSYS_THREADS, else this process's cores
 
@@ -73,13 +111,12 @@ def _kernel_top_k(kernel: Callable[..., None], scores: np.ndarray, k: int, num_t
     n_rows = scores.shape[0]
     idx = np.empty((n_rows, k), dtype=np.int64)
     val = np.empty((n_rows, k), dtype=np.float32)
-    threads = max(1, min(_threads(num_threads), n_rows // _ROWS_PER_THREAD))
-    if threads == 1:
+    ranges = _row_ranges(n_rows, num_threads)
+    if len(ranges) == 1:
         kernel(scores, k, 0, n_rows, idx, val)
         return idx, val
-    bounds = np.linspace(0, n_rows, threads + 1).astype(np.int64)
-    with ThreadPoolExecutor(threads) as pool:
-        for done in [pool.submit(kernel, scores, k, int(a), int(b), idx, val) for a, b in zip(bounds[:-1], bounds[1:])]:
+    with ThreadPoolExecutor(len(ranges)) as pool:
+        for done in [pool.submit(kernel, scores, k, a, b, idx, val) for a, b in ranges]:
             done.result()
     return idx, val
 
@@ -227,6 +264,12 @@ def top_k_items(
     exclude = sp.csr_matrix(exclude)
     rank = np.empty(n_items, dtype=np.int64)
     rank[order] = np.arange(n_items, dtype=np.int64)
+    kernel = compiled_ranked_kernel()
+    if kernel is not None:  # one short walk of the ranking per row, rows spread over threads
+        idx = _kernel_ranked(kernel, order, n_valid, rank, exclude, k_eff)
+        idx_out[:, :k_eff] = idx
+        val_out[:, :k_eff] = np.where(idx >= 0, item_scores[np.maximum(idx, 0)], -np.inf)
+        return idx_out, val_out
     rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(exclude.indptr))
     # Seen ranks, sorted within each row (one global sort of row-major keys), repeats dropped.
     keys = rows * n_items + rank[exclude.indices]

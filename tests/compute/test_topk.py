@@ -84,6 +84,52 @@ def test_compiled_top_k_equals_full_sort_exactly_on_threads(k: int) -> None:
     np.testing.assert_array_equal(top_k(nan_scores, 3)[0], [[3, 1, -1]])  # NaN is never picked
 
 
+@pytest.mark.parametrize("k", [1, 10, 50])
+@pytest.mark.parametrize("levels", [3, 1000])
+def test_compiled_top_k_on_wide_rows_equals_full_sort_exactly(k: int, levels: int) -> None:
+    """Rows much wider than the kernel's chunks, with heavy ties (3 levels) or few, scores that
+    rise along the row (every chunk beats the root) and -inf runs: identical to the stable sort."""
+    rng = np.random.default_rng(levels + k)
+    scores = rng.integers(0, levels, size=(200, 1500)).astype(np.float32)
+    scores[:50] += np.linspace(0, levels, 1500, dtype=np.float32)  # better items late in the row
+    scores[:, 100:300][rng.random((200, 200)) < 0.8] = -np.inf
+    scores[7, 40:] = -np.inf  # fewer finite scores than chunk + k
+    seen = sp.csr_matrix((rng.random(scores.shape) < 0.2).astype(np.float32))
+    got = top_k(scores.copy(), k, exclude=seen, num_threads=2)
+    want = full_sort(scores, k, seen)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("k", [1, 7, 60])
+def test_top_k_items_kernel_equals_vectorised_search(monkeypatch: pytest.MonkeyPatch, k: int) -> None:
+    """The compiled walk (rows on threads) and the NumPy segmented search agree exactly, with
+    repeated entries in a non-canonical exclusion matrix and rows that saw everything."""
+    rng = np.random.default_rng(k)
+    n_rows, n_items = 400, 50
+    item_scores = rng.integers(0, 8, n_items).astype(np.float32)
+    item_scores[[3, 9]] = -np.inf
+    rows = rng.integers(0, n_rows, 6000)
+    cols = rng.integers(0, n_items, 6000)
+    rows = np.concatenate([rows, np.zeros(n_items, dtype=np.int64)])  # row 0 saw everything (a long row)
+    cols = np.concatenate([cols, rng.permutation(n_items)])
+    seen = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_rows, n_items))
+    dup_rows, dup_cols = np.concatenate([rows, rows[:50]]), np.concatenate([cols, cols[:50]])
+    by_row = np.argsort(dup_rows, kind="stable")  # raw CSR arrays: the repeats stay stored
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(dup_rows, minlength=n_rows))])
+    duplicated = sp.csr_matrix((np.ones(len(dup_rows), np.float32), dup_cols[by_row], indptr), shape=(n_rows, n_items))
+    assert duplicated.nnz == len(dup_rows) and not duplicated.has_canonical_format
+    assert topk_module.compiled_ranked_kernel() is not None
+    compiled = top_k_items(item_scores, k, n_rows, exclude=duplicated)
+    monkeypatch.setattr(topk_module, "compiled_ranked_kernel", lambda: None)
+    vectorised = top_k_items(item_scores, k, n_rows, exclude=duplicated)
+    want = full_sort(np.tile(item_scores, (n_rows, 1)), k, seen)
+    for got in (compiled, vectorised):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    assert (compiled[0][0] == -1).all()
+
+
 @pytest.mark.parametrize("torch_installed", [True, False])
 def test_top_k_fallbacks_equal_full_sort(monkeypatch: pytest.MonkeyPatch, torch_installed: bool) -> None:
     monkeypatch.setattr(topk_module, "compiled_kernel", lambda: None)  # as if numba were not installed
