@@ -87,8 +87,8 @@ class CandidateFit:
     fitted_params: dict[str, Any]
     timings: dict[str, dict[str, float]]
     bundle_uri: str
+    features_uri: str
     features_config: dict[str, Any]
-    features_manifest_uri: str
     example_users: list[str]
     hardware: dict[str, str] = field(default_factory=dict)
 
@@ -159,8 +159,8 @@ def fit_candidate(
         fitted_params=dict(model.fitted_params()),
         timings=timings,
         bundle_uri=str(bundle_dir),
+        features_uri=str(features_uri),
         features_config=dict(features.manifest.get("config", {})),
-        features_manifest_uri=str(features.manifest.get("uri", "")),
         example_users=[str(u) for u in features.user_ids[:3]],
         hardware=hardware_tags(),  # the model card says where it trained: here, not where it is logged
     )
@@ -267,7 +267,7 @@ def _log_candidate(config: TrainConfig, fitted: CandidateFit, tracking: Mapping[
                     mlflow.log_metric(_metric_key(name.split("@")[0]) + "_at_k", float(value), step=k)
         mlflow.set_tags({f"lineage.{k}": str(v) for k, v in flatten(lineage).items()})
         mlflow.set_tags(dict(warm_tags))  # warm_start true/false, its source and shared counts, or why not
-        mlflow.set_tag("features_uri", fitted.features_manifest_uri)
+        mlflow.set_tag("features_uri", fitted.features_uri)
         mlflow.set_tags(fitted.hardware)  # the model card says where it trained
         with tempfile.TemporaryDirectory() as tmp:
             losses = [loss for _, loss, _ in fitted.history]
