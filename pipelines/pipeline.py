@@ -359,7 +359,8 @@ def train_candidate(
 ) -> dict[str, Any]:
     """One candidate: tune it when ``config.tuning`` is set and its family has a search space
     (trials on a validation split carved from train), then fit on train (+ validation after
-    tuning), evaluate once on test and log it."""
+    tuning), evaluate once on test and log it. The fit runs where ``config.dask.fit_on`` says
+    (:mod:`pipelines.training.remote`)."""
     from pipelines.training.run import run_training
 
     candidate = TrainConfig.model_validate(candidate)
@@ -372,7 +373,7 @@ def train_candidate(
             tuned = run_tuning(candidate, features_uri, config.tuning, root, run_key, tracking, dask=config.dask)
             candidate = TrainConfig.model_validate(tuned["train_config"])
     result = run_training(candidate, features_uri, root, run_key, tracking, lineage, merge_validation=tuned is not None,
-                          champion=(config.promotion.registered_model, config.promotion.alias))
+                          champion=(config.promotion.registered_model, config.promotion.alias), dask=config.dask)
     if tuned is not None:
         result["tuning"] = {key: tuned[key] for key in ("best_value", "best_params", "n_trials", "n_pruned")}
     return result

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,15 @@ class DaskConfig(BaseModel):
     processes: bool = Field(False, description="forked worker processes instead of threads")
     memory_limit: str = Field("auto", description="per-worker memory limit, e.g. '4GiB'")
     gpu: bool = Field(False, description="use LocalCUDACluster (dask-cuda) when GPUs are present")
+    fit_on: Literal["auto", "local", "cluster"] | None = Field(
+        None,
+        description="where each candidate's fit runs: 'local' in the calling process (the Airflow task), "
+        "'cluster' as a Dask task on this config's cluster, 'auto' on the cluster only when an external "
+        "scheduler is configured; None: $RECSYS_FIT_ON, else auto (see pipelines.training.remote)",
+    )
+    no_worker_timeout: float = Field(
+        300.0, gt=0, description="seconds a fit on the cluster waits while the cluster has no worker, then fails"
+    )
 
 
 def resolve_scheduler_address(config: DaskConfig) -> str | None:

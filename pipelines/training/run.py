@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from pipelines.paths import run_dir
 from pipelines.timing import timed_step
 from pipelines.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from pipelines.compute.dask_cluster import DaskConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,44 +69,72 @@ def fit_and_evaluate(
     return model, metrics, by_k
 
 
-def run_training(
+@dataclass(frozen=True)
+class CandidateFit:
+    """A fitted, evaluated and saved candidate as the logging side needs it: plain values only.
+
+    It is what :func:`fit_candidate` returns, in this process or from a Dask worker, so nothing
+    in it refers to the model object or the feature set: the model lives in ``bundle_uri``.
+    ``history`` holds (iteration, loss, validation metrics); ``hardware`` the ``hardware.*`` tags
+    of the machine that fitted it.
+    """
+
+    model: str
+    metrics: dict[str, float]
+    by_k: dict[int, dict[str, float]]
+    history: list[tuple[int, float, dict[str, float]]]
+    model_config: dict[str, Any]
+    fitted_params: dict[str, Any]
+    timings: dict[str, dict[str, float]]
+    bundle_uri: str
+    features_uri: str
+    features_config: dict[str, Any]
+    example_users: list[str]
+    hardware: dict[str, str] = field(default_factory=dict)
+
+
+def load_training_features(features_uri: str, merge_validation: bool = False) -> Any:
+    """The feature set at ``features_uri``; with ``merge_validation`` the validation split folded
+    into train (the refit after tuning: the chosen config learns from everything but test)."""
+    from pipelines.features.run import load_feature_set
+
+    features = load_feature_set(features_uri)
+    if merge_validation:
+        from pipelines.tuning.validation import merge_validation_into_train
+
+        features = merge_validation_into_train(features)
+    return features
+
+
+def fit_candidate(
     config: TrainConfig | Mapping[str, Any],
     features_uri: str,
     out_root: str | None,
     run_key: str,
-    tracking: Mapping[str, str] | None = None,
     lineage: Mapping[str, Any] | None = None,
     merge_validation: bool = False,
-    champion: tuple[str, str] | None = None,
-) -> dict[str, Any]:
-    """Train one candidate and save its bundle under ``models/<run_key>/<model>``.
+    warm_start: Any = None,
+    features: Any = None,
+) -> CandidateFit:
+    """Fit, evaluate and save one candidate's bundle under ``models/<run_key>/<model>``.
 
-    ``merge_validation`` folds the validation split into train first (the refit after tuning).
-    With ``config.warm_start``, the fit starts from the champion (``champion``: registered model
-    name and alias, looked up in ``tracking``'s store) when it can (see
-    :mod:`pipelines.training.warm_start`). With ``tracking`` ({"parent_run_id", "experiment_id"}),
-    a nested MLflow run records the configs, per-iteration loss, metrics, lineage, warm-start
-    tags, plots and the pyfunc model. Returns {"model", "metrics", "bundle_uri", "run_id",
-    "model_uri", "timings", "warm_start"} (run_id and model_uri None untracked; warm_start the tags).
+    The unit of work that may run on a Dask worker (:mod:`pipelines.training.remote`): it needs
+    the feature set at ``features_uri`` (``features``: already loaded by the caller, with
+    ``merge_validation`` applied) and the lake under ``out_root``, nothing from MLflow.
+    ``warm_start`` is a :class:`~pipelines.models.warm_start.WarmStart` over this feature set's
+    ids, or None. Raises what loading and fitting raise (DataError, ConfigError).
     """
-    from pipelines.features.run import load_feature_set
     from pipelines.serving.bundle import RecommenderBundle
+    from pipelines.tracking.cards import hardware_tags
 
     config = TrainConfig.model_validate(config)
-    features = load_feature_set(features_uri)
-    if merge_validation:  # after tuning: the chosen config learns from everything but test
-        from pipelines.tuning.validation import merge_validation_into_train
-
-        features = merge_validation_into_train(features)
-    warm, warm_tags, warm_timing = None, {"warm_start": "false"}, {}
-    if config.warm_start:
-        with timed_step(f"warm_start:{config.model}", warm_timing):  # finding and loading the champion
-            warm, warm_tags = _champion_warm_start(config, features, tracking, champion)
-    model, metrics, by_k = fit_and_evaluate(config, features, warm_start=warm)
-    timings = {**warm_timing, **model.step_timings_}
+    if features is None:
+        features = load_training_features(features_uri, merge_validation)
+    model, metrics, by_k = fit_and_evaluate(config, features, warm_start=warm_start)
+    timings = dict(model.step_timings_)
     log.info("%s on %s: %s", config.model, features_uri, {k: round(v, 4) for k, v in metrics.items()})
 
-    with timed_step(f"save:{config.model}", timings):  # bundle written, run and model logged
+    with timed_step(f"save:{config.model}", timings):  # the bundle on the lake
         seen = features.train.copy()
         seen.data = np.ones_like(seen.data)
         bundle = RecommenderBundle(
@@ -115,19 +147,81 @@ def run_training(
             featurizer=features.content_featurizer if model.requires_item_features else None,
         )
         bundle_dir = bundle.save(run_dir("models", run_key, out_root) / config.model)
+    history = getattr(model, "training_history_", None) or [
+        (step, float(loss), {}) for step, loss in enumerate(model.training_loss_, start=1)
+    ]
+    return CandidateFit(
+        model=config.model,
+        metrics={k: float(v) for k, v in metrics.items()},
+        by_k={int(k): {name: float(v) for name, v in values.items()} for k, values in by_k.items()},
+        history=[(int(step), float(loss), dict(val)) for step, loss, val in history],
+        model_config=model.config.model_dump(mode="json"),
+        fitted_params=dict(model.fitted_params()),
+        timings=timings,
+        bundle_uri=str(bundle_dir),
+        features_uri=str(features_uri),
+        features_config=dict(features.manifest.get("config", {})),
+        example_users=[str(u) for u in features.user_ids[:3]],
+        hardware=hardware_tags(),  # the model card says where it trained: here, not where it is logged
+    )
 
-        result: dict[str, Any] = {
-            "model": config.model,
-            "metrics": metrics,
-            "bundle_uri": str(bundle_dir),
-            "run_id": None,
-            "model_uri": None,
-            "timings": timings,
-            "warm_start": warm_tags,
-        }
-        if tracking:
-            result.update(_log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking,
-                                         dict(lineage or {}), warm_tags))
+
+def run_training(
+    config: TrainConfig | Mapping[str, Any],
+    features_uri: str,
+    out_root: str | None,
+    run_key: str,
+    tracking: Mapping[str, str] | None = None,
+    lineage: Mapping[str, Any] | None = None,
+    merge_validation: bool = False,
+    champion: tuple[str, str] | None = None,
+    dask: "DaskConfig | Mapping[str, Any] | None" = None,
+) -> dict[str, Any]:
+    """Train one candidate and save its bundle under ``models/<run_key>/<model>``.
+
+    ``merge_validation`` folds the validation split into train first (the refit after tuning).
+    With ``config.warm_start``, the fit starts from the champion (``champion``: registered model
+    name and alias, looked up in ``tracking``'s store) when it can (see
+    :mod:`pipelines.training.warm_start`). Where the fit runs follows ``dask``'s ``fit_on``
+    (:func:`pipelines.training.remote.fit_placement`): here, or as one Dask task on the cluster
+    (an external scheduler by default when one is configured), which writes the bundle to the
+    lake under ``out_root`` (shared storage then) and hands back plain values. With ``tracking``
+    ({"parent_run_id", "experiment_id"}), a nested MLflow run, logged from here, records the
+    configs, per-iteration loss, metrics, lineage, warm-start tags, plots and the pyfunc model.
+    Returns {"model", "metrics", "bundle_uri", "run_id", "model_uri", "timings", "warm_start",
+    "fit_on"} (run_id and model_uri None untracked; warm_start the tags; fit_on "local" or the
+    scheduler's address).
+    """
+    from pipelines.compute.dask_cluster import DaskConfig
+    from pipelines.training.remote import fit_on_cluster, fit_placement
+
+    config = TrainConfig.model_validate(config)
+    dask = DaskConfig.model_validate(dask or {})
+    features = None
+    warm, warm_tags, warm_timing = None, {"warm_start": "false"}, {}
+    if config.warm_start:  # the champion comes from MLflow, which only this side must reach
+        features = load_training_features(features_uri, merge_validation)
+        with timed_step(f"warm_start:{config.model}", warm_timing):  # finding and loading the champion
+            warm, warm_tags = _champion_warm_start(config, features, tracking, champion)
+    if fit_placement(dask) == "cluster":
+        fitted, where = fit_on_cluster(config, features_uri, out_root, run_key, lineage, merge_validation, warm, dask)
+    else:
+        fitted = fit_candidate(config, features_uri, out_root, run_key, lineage, merge_validation, warm, features)
+        where = "local"
+    timings = {**warm_timing, **fitted.timings}
+    result: dict[str, Any] = {
+        "model": config.model,
+        "metrics": fitted.metrics,
+        "bundle_uri": fitted.bundle_uri,
+        "run_id": None,
+        "model_uri": None,
+        "timings": timings,
+        "warm_start": warm_tags,
+        "fit_on": where,
+    }
+    if tracking:
+        with timed_step(f"log:{config.model}", timings):  # the nested run and the pyfunc model
+            result.update(_log_candidate(config, fitted, tracking, dict(lineage or {}), warm_tags))
     return result
 
 
@@ -142,10 +236,10 @@ def _champion_warm_start(config: TrainConfig, features: Any, tracking: Mapping[s
     return champion_warm_start(create_model(config.model, config.model_params()), features, tracking_uri, *champion)
 
 
-def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking, lineage, warm_tags) -> dict[str, str]:
+def _log_candidate(config: TrainConfig, fitted: CandidateFit, tracking: Mapping[str, str],
+                   lineage: dict[str, Any], warm_tags: Mapping[str, str]) -> dict[str, str]:
     import mlflow
 
-    from pipelines.tracking.cards import hardware_tags
     from pipelines.tracking.plots import plot_loss_curve, plot_metrics_at_k
     from pipelines.tracking.pyfunc import log_bundle_model
     from pipelines.tracking.runs import flatten, start_child_run
@@ -157,33 +251,30 @@ def _log_candidate(config, model, metrics, by_k, bundle_dir, features, tracking,
         use_tracking_uri(uri)
     child_id = start_child_run(tracking["parent_run_id"], config.model, tracking["experiment_id"], uri)
     with mlflow.start_run(run_id=child_id):
-        mlflow.log_params(flatten({"train": config.model_dump(mode="json"), "model": model.config.model_dump(mode="json")}))
-        mlflow.log_params(flatten({"features": features.manifest.get("config", {})}))
+        mlflow.log_params(flatten({"train": config.model_dump(mode="json"), "model": fitted.model_config}))
+        mlflow.log_params(flatten({"features": fitted.features_config}))
         mlflow.log_params(flatten({"weighting_applied": config.resolved_weighting().model_dump(mode="json")}))
         # Choices fit made from the data (EASE's regularization when left to validation).
-        mlflow.log_params(flatten({"fitted": model.fitted_params()}))
-        history = getattr(model, "training_history_", None) or [
-            (step, loss, {}) for step, loss in enumerate(model.training_loss_, start=1)
-        ]
-        for step, loss, val_metrics in history:
+        mlflow.log_params(flatten({"fitted": fitted.fitted_params}))
+        for step, loss, val_metrics in fitted.history:
             mlflow.log_metric("training_loss", float(loss), step=step)
             for name, value in val_metrics.items():
                 mlflow.log_metric(f"validation_{_metric_key(name)}", float(value), step=step)
-        mlflow.log_metrics({_metric_key(k): float(v) for k, v in metrics.items()})
-        for k, values in by_k.items():
+        mlflow.log_metrics({_metric_key(k): float(v) for k, v in fitted.metrics.items()})
+        for k, values in fitted.by_k.items():
             for name, value in values.items():
                 if "@" in name:
                     mlflow.log_metric(_metric_key(name.split("@")[0]) + "_at_k", float(value), step=k)
         mlflow.set_tags({f"lineage.{k}": str(v) for k, v in flatten(lineage).items()})
-        mlflow.set_tags(warm_tags)  # warm_start true/false, its source and shared counts, or why not
-        mlflow.set_tag("features_uri", str(features.manifest.get("uri", "")))
-        mlflow.set_tags(hardware_tags())  # the model card says where it trained
+        mlflow.set_tags(dict(warm_tags))  # warm_start true/false, its source and shared counts, or why not
+        mlflow.set_tag("features_uri", fitted.features_uri)
+        mlflow.set_tags(fitted.hardware)  # the model card says where it trained
         with tempfile.TemporaryDirectory() as tmp:
-            losses = [loss for _, loss, _ in history]
+            losses = [loss for _, loss, _ in fitted.history]
             plot_loss_curve(losses, Path(tmp) / "loss_curve.png", f"{config.model} training loss")
-            plot_metrics_at_k(by_k, Path(tmp) / "metrics_at_k.png")
+            plot_metrics_at_k(fitted.by_k, Path(tmp) / "metrics_at_k.png")
             mlflow.log_artifacts(tmp, artifact_path="plots")
-        info = log_bundle_model(bundle_dir, example_users=list(features.user_ids[:3]))
+        info = log_bundle_model(fitted.bundle_uri, example_users=fitted.example_users)
     return {"run_id": child_id, "model_uri": info.model_uri}
 
 

@@ -169,7 +169,7 @@ def test_training_through_the_rest_api_on_the_whole_topology(stack, events_datab
     assert redirect.status_code == 307
     assert redirect.headers["location"].endswith(f"/#/models/recsys/versions/{champion.version}")
 
-    # The Dask scheduler ran the data work (ingest, clean, features) of the run.
+    # The Dask scheduler ran the data work (ingest, clean, features) of the run, and every fit.
     from distributed import Client
 
     with Client(stack.dask_scheduler, timeout="10s") as dask:
@@ -177,6 +177,7 @@ def test_training_through_the_rest_api_on_the_whole_topology(stack, events_datab
             lambda dask_scheduler: {name: sum(p.state_counts.values()) for name, p in dask_scheduler.task_prefixes.items()}
         )
     assert sum(ran.values()) > 0 and any("parquet" in name for name in ran), ran
+    assert ran.get("fit-als") == ran.get("fit-popularity") > 0, ran  # one task each, plus their transitions
 
     # The password reached the database connection only: it is in none of the stores.
     mlflow_db = stack.env["RECSYS_MLFLOW_BACKEND_URI"]
