@@ -160,3 +160,11 @@ def top_k_ranked_rows(order, n_valid, rank, indptr, indices, k, start, stop, out
                 break
             out_idx[r, slot] = order[position]
             position += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def mask_rows(scores, indptr, indices, first_row):  # pragma: no cover - compiled
+    """Write -inf into ``scores[r, j]`` for every stored ``j`` of CSR row ``first_row + r``."""
+    for r in range(scores.shape[0]):
+        for p in range(indptr[first_row + r], indptr[first_row + r + 1]):
+            scores[r, indices[p]] = -np.inf

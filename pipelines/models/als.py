@@ -152,6 +152,9 @@ class AlsRecommender(Recommender):
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T
 
+    def _dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        return self.user_factors_, self.item_factors_, None
+
     def score_new_users(self, seen: sp.csr_matrix) -> np.ndarray:
         """Fold-in: solve each new user's vector against the fixed item factors, then score.
 

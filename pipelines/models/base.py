@@ -210,6 +210,12 @@ class Recommender(ABC):
     def is_fitted(self) -> bool:
         return self.n_items > 0
 
+    def _dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """``(user_factors, item_factors, item_bias or None)`` when this family's scores are
+        exactly ``user_factors @ item_factors.T (+ item_bias)``: :meth:`recommend` then ranks
+        with :func:`~pipelines.compute.topk.top_k_dot` (no users x items block). None otherwise."""
+        return None
+
     def _check_fitted(self) -> None:
         if not self.is_fitted:
             raise ModelNotFittedError(f"{type(self).__name__} must be fit() before scoring")
@@ -287,7 +293,7 @@ class Recommender(ABC):
         :data:`pipelines.compute.topk.BLOCK_BYTES`) and ranked by the shared top-K
         (:mod:`pipelines.compute.topk`), which also fixes the order of tied scores.
         """
-        from pipelines.compute.topk import block_rows, top_k, top_k_items
+        from pipelines.compute.topk import block_rows, top_k, top_k_dot, top_k_items
 
         self._check_fitted()
         if k < 1:
@@ -311,6 +317,17 @@ class Recommender(ABC):
         if shared is not None:
             seen = _rows_of(exclude, users[rows], self.n_items)
             items_out[rows], scores_out[rows] = top_k_items(shared, k, len(rows), exclude=seen)
+            return items_out, scores_out
+        dot = self._dot_factors()
+        if dot is not None:  # scores = U V^T (+ b): product and ranking fused per thread
+            user_factors, item_factors, item_bias = dot
+            step = batch_size or _DOT_USERS_PER_CALL
+            for start in range(0, len(rows), step):
+                block = rows[start : start + step]
+                items_out[block], scores_out[block] = top_k_dot(
+                    user_factors[users[block]], item_factors, k,
+                    exclude=_rows_of(exclude, users[block], self.n_items), item_bias=item_bias,
+                )
             return items_out, scores_out
         step = batch_size or block_rows(self.n_items)
         for start in range(0, len(rows), step):
@@ -363,6 +380,11 @@ class Recommender(ABC):
 def item_popularity(train: sp.csr_matrix) -> np.ndarray:
     """Number of users who interacted with each item, as float32 (the unknown-user fallback)."""
     return np.asarray((train > 0).sum(axis=0), dtype=np.float32).ravel()
+
+
+#: Users per :func:`~pipelines.compute.topk.top_k_dot` call in :meth:`Recommender.recommend`
+#: (bounds the gathered user factors and the exclusion rows held at once).
+_DOT_USERS_PER_CALL = 65_536
 
 
 def _rows_of(exclude: sp.csr_matrix | None, users: np.ndarray, n_items: int) -> sp.csr_matrix | None:

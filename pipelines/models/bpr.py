@@ -116,6 +116,9 @@ class BprRecommender(Recommender):
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T + self.item_biases_
 
+    def _dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        return self.user_factors_, self.item_factors_, self.item_biases_
+
     def _state(self) -> dict[str, np.ndarray]:
         return {
             "user_factors_": self.user_factors_,

@@ -87,6 +87,9 @@ class SvdRecommender(Recommender):
     def _score_block(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_idx] @ self.item_factors_.T
 
+    def _dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        return self.user_factors_, self.item_factors_, None
+
     def score_new_users(self, seen: sp.csr_matrix) -> np.ndarray:
         """Fold-in: ``seen @ V @ V^T`` for new users' seed items (n_new x n_items, weighted as train was)."""
         self._check_fitted()

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from pipelines.compute import topk as topk_module
-from pipelines.compute.topk import block_rows, top_k, top_k_items
+from pipelines.compute.topk import block_rows, top_k, top_k_dot, top_k_items
 from pipelines.models.popularity import PopularityRecommender
 
 
@@ -128,6 +128,33 @@ def test_top_k_items_kernel_equals_vectorised_search(monkeypatch: pytest.MonkeyP
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
     assert (compiled[0][0] == -1).all()
+
+
+@pytest.mark.parametrize("numba_kernel", [True, False])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_top_k_dot_equals_top_k_of_the_full_product(monkeypatch: pytest.MonkeyPatch, numba_kernel: bool, threads: int) -> None:
+    """Fused per-thread product + ranking: the same lists as ranking the whole product, with an
+    item bias, exclusions, rows not a multiple of a task, k above what is left for some rows."""
+    if not numba_kernel:
+        monkeypatch.setattr(topk_module, "compiled_kernel", lambda: None)
+    rng = np.random.default_rng(threads)
+    users = rng.standard_normal((300, 8)).astype(np.float32)
+    items = rng.standard_normal((70, 8)).astype(np.float32)
+    bias = rng.standard_normal(70).astype(np.float32)
+    seen = (rng.random((300, 70)) < 0.3).astype(np.float32)
+    seen[0] = 1.0  # saw everything
+    seen[1] = 0.0
+    seen[1, :65] = 1.0  # five left
+    seen = sp.csr_matrix(seen)
+    for k, b in ((10, bias), (69, None)):
+        full = users @ items.T + (0 if b is None else b)
+        got = top_k_dot(users, items, k, exclude=seen, item_bias=b, num_threads=threads)
+        want = top_k(full.astype(np.float32), k, exclude=seen)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
+        assert (got[0][0] == -1).all() and (got[0][1][:5] >= 0).all() and (got[0][1][5:] == -1).all()
+    with pytest.raises(ValueError, match="exclude has shape"):
+        top_k_dot(users, items, 3, exclude=seen[:10])
 
 
 @pytest.mark.parametrize("torch_installed", [True, False])
