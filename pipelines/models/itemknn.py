@@ -170,7 +170,8 @@ def top_k_cosines(
     user_items: sp.csr_matrix, neighbours: int, shrinkages: list[float], block_elements: int = 2**24
 ) -> list[sp.csr_matrix]:
     """:func:`top_k_cosine` for each of ``shrinkages``, from one pass: each band's numerators
-    ``x_i . x_j`` are computed once and divided by each shrunk denominator in turn."""
+    ``x_i . x_j`` (a sparse product: items that share no user are never formed) are computed once
+    and divided by each shrunk denominator in turn."""
     n_items = user_items.shape[1]
     item_users = user_items.T.tocsr().astype(np.float32)
     norms = np.sqrt(np.asarray(item_users.multiply(item_users).sum(axis=1), dtype=np.float32).ravel())
@@ -179,23 +180,20 @@ def top_k_cosines(
     parts = [([np.zeros(1, dtype=np.int64)], [], []) for _ in shrinkages]  # (indptr, indices, values)
     for start in range(0, n_items, band):
         stop = min(start + band, n_items)
-        numerators = (item_users[start:stop] @ item_users.T).toarray()
-        rows = np.arange(stop - start)
-        numerators[rows, rows + start] = 0  # an item is not its own neighbour
-        product = np.outer(norms[start:stop], norms)
-        for shrinkage, (indptr, indices, values) in zip(shrinkages, parts):
-            denominator = product + np.float32(shrinkage)
-            np.maximum(denominator, np.finfo(np.float32).tiny, out=denominator)  # empty items: 0 / tiny = 0
-            dots = np.divide(numerators, denominator, out=denominator)
-            if keep < n_items:
-                top = np.argpartition(-dots, keep - 1, axis=1)[:, :keep]
-            else:
-                top = np.broadcast_to(np.arange(n_items), dots.shape)
-            top_values = np.take_along_axis(dots, top, axis=1)
-            positive = top_values > 0
-            indices.append(top[positive])
-            values.append(top_values[positive])
-            indptr.append(indptr[-1][-1] + np.cumsum(positive.sum(axis=1)))
+        numerators = (item_users[start:stop] @ item_users.T).tocsr()
+        numerators.sum_duplicates()
+        rows = np.repeat(np.arange(stop - start), np.diff(numerators.indptr))
+        off_diagonal = numerators.indices != rows + start  # an item is not its own neighbour
+        rows, columns = rows[off_diagonal], numerators.indices[off_diagonal]
+        values = numerators.data[off_diagonal].astype(np.float32, copy=False)
+        product = norms[start:stop][rows] * norms[columns]
+        for shrinkage, (indptr, indices, kept_values) in zip(shrinkages, parts):
+            denominator = np.maximum(product + np.float32(shrinkage), np.finfo(np.float32).tiny)  # empty: 0 / tiny
+            similarity = values / denominator
+            chosen = _top_per_row(rows, similarity, stop - start, keep)
+            indices.append(columns[chosen])
+            kept_values.append(similarity[chosen])
+            indptr.append(indptr[-1][-1] + np.cumsum(np.bincount(rows[chosen], minlength=stop - start)))
     similarities = []
     for indptr, indices, values in parts:
         similarity = sp.csr_matrix(
@@ -205,3 +203,18 @@ def top_k_cosines(
         similarity.sort_indices()
         similarities.append(similarity)
     return similarities
+
+
+def _top_per_row(rows: np.ndarray, values: np.ndarray, n_rows: int, keep: int) -> np.ndarray:
+    """Positions of each row's ``keep`` largest positive ``values`` (``rows`` sorted, one entry
+    per value), in row order. Rows with no more than ``keep`` positives keep them all; only the
+    longer ones are partitioned."""
+    positive = np.flatnonzero(values > 0)
+    counts = np.bincount(rows[positive], minlength=n_rows)
+    bounds = np.concatenate(([0], np.cumsum(counts)))
+    chosen = np.ones(len(positive), dtype=bool)
+    for row in np.flatnonzero(counts > keep):
+        lo, hi = bounds[row], bounds[row + 1]
+        dropped = np.argpartition(-values[positive[lo:hi]], keep - 1)[keep:]
+        chosen[lo + dropped] = False
+    return positive[chosen]
