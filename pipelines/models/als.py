@@ -267,12 +267,11 @@ def choose_regularization(model: AlsRecommender, backend: ArrayBackend, user_ite
     :data:`_PATIENCE` candidates in a row score below a best that is not the first. The best multiple is returned
     times the top singular value of all of ``user_items``, so the choice carries to the refit.
     """
-    from pipelines.models.validation import ValidationSet, carve_holdout, validation_ndcg
+    from pipelines.models.validation import split_for_early_stopping, validation_ndcg
 
-    rng = seeding.rng(model.config.seed)
-    kept, held = carve_holdout(user_items, _CARVE_FRACTION, rng, eligible=user_items.data > 0)
-    kept.eliminate_zeros()
-    validation = ValidationSet.build(kept, held, _VALIDATION_USERS, rng)
+    kept, validation = split_for_early_stopping(
+        user_items, None, _CARVE_FRACTION, _VALIDATION_USERS, seeding.rng(model.config.seed), user_items.data > 0
+    )
     if validation is None:  # nobody has two items: nothing to validate on
         return _FALLBACK_MULTIPLE * top_singular_value(user_items, model.config.seed)
     scale = top_singular_value(kept, model.config.seed)

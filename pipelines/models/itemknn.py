@@ -9,8 +9,9 @@ Each item keeps only its ``neighbours`` most similar items (a sparse items x ite
 zero diagonal), and a user's scores are their training row times ``S``: every seen item votes for
 its neighbours. A new user is folded in the same way from their seed items, with no refit.
 
-Similarities are computed a band of items at a time, so memory stays near the size of the kept
-matrix (``n_items x neighbours``) plus one dense band bounded by ``block_elements``.
+Similarities are computed a band of items at a time as a sparse product (pairs of items that share
+no user are never formed), so memory stays near the size of the kept matrix
+(``n_items x neighbours``) plus one band of at most ``block_elements`` entries.
 
 ``shrinkage`` is chosen at fit unless set (:func:`choose_shrinkage`): the numerators ``x_i . x_j``
 do not depend on it, so one pass over a validation carve of train builds the neighbourhoods of
@@ -29,7 +30,7 @@ from pydantic import Field
 
 from pipelines import seeding
 from pipelines.models.base import ModelConfig, Recommender
-from pipelines.models.sparse_inputs import check_seen, csr_from_state, csr_state
+from pipelines.models.sparse_inputs import check_seen, csr_from_state, csr_state, mean_gram_diagonal
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ class ItemKnnConfig(ModelConfig):
 
     # -- runtime options: how to compute, not what ------------------------------------------
     block_elements: int = Field(2**24, ge=1)
-    """Largest dense band of the similarity computation, in elements (x 4 bytes): rows of the
-    band = ``block_elements // n_items`` (at least one)."""
+    """Most entries of one band of the similarity computation (a sparse band holds at most this
+    many, about 12 bytes each, times three while its similarities are selected): rows of the band =
+    ``block_elements // n_items`` (at least one)."""
 
     runtime_options: ClassVar[frozenset[str]] = frozenset({"block_elements"})
 
@@ -127,31 +129,24 @@ def choose_shrinkage(user_items: sp.csr_matrix, neighbours: int, seed: int, bloc
     :data:`_GRID`, gets its neighbourhoods from one pass (:func:`top_k_cosines`). The best multiple is
     returned times the mean squared item norm of all of ``user_items``.
     """
-    from pipelines.models.validation import ValidationSet, carve_holdout, validation_ndcg
+    from pipelines.models.validation import split_for_early_stopping, validation_ndcg
 
-    rng = seeding.rng(seed)
-    kept, held = carve_holdout(user_items, _CARVE_FRACTION, rng)
-    validation = ValidationSet.build(kept, held, _VALIDATION_USERS, rng)
+    kept, validation = split_for_early_stopping(user_items, None, _CARVE_FRACTION, _VALIDATION_USERS, seeding.rng(seed))
     if validation is None:  # nobody has two items: nothing to validate on
-        return _FALLBACK_MULTIPLE * _mean_squared_norm(user_items)
-    scale = _mean_squared_norm(kept)
+        return _FALLBACK_MULTIPLE * mean_gram_diagonal(user_items)
+    scale = mean_gram_diagonal(kept)
     similarities = top_k_cosines(kept, neighbours, [m * scale for m in _GRID], block_elements)
     measured = {
         multiple: validation_ndcg(lambda users: (kept[users] @ similarity).toarray(), validation)
         for multiple, similarity in zip(_GRID, similarities)
     }
     best = max(_GRID, key=measured.__getitem__)
-    chosen = best * _mean_squared_norm(user_items)
+    chosen = best * mean_gram_diagonal(user_items)
     log.info(
         "itemknn: shrinkage %.4g (%.3g x the mean squared item norm) chosen on validation (nDCG@10 by multiple %s)",
         chosen, best, {f"{m:.3g}": round(v, 4) for m, v in measured.items()},
     )
     return float(chosen)
-
-
-def _mean_squared_norm(user_items: sp.csr_matrix) -> float:
-    """Mean over items of ``|x_i|^2`` (the Gram diagonal): interactions per item for binary input."""
-    return float(np.square(user_items.data, dtype=np.float64).sum() / max(user_items.shape[1], 1))
 
 
 def top_k_cosine(
