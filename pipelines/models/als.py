@@ -42,9 +42,9 @@ log = logging.getLogger(__name__)
 # Choosing the penalty on validation: share of each user's items held out, most users scored,
 # the candidate multiples of the top singular value (1/64 to 1, a factor 2 apart, climbed from
 # the smallest), sweeps on the first candidate and on each later one (warm-started from the
-# previous), candidates past a peak that end the climb (the first few candidates' scores wobble
-# while the factors settle, so a peak counts only above the first candidate), and the multiple used when nothing can
-# be held out (the middle of the choices made on planted data of several sizes and densities).
+# previous), candidates past a peak that end the climb (the first candidates' scores wobble while
+# the factors settle, so a peak counts only above the first candidate), and the multiple used when
+# nothing can be held out (the middle of the choices made on planted data of several sizes).
 _CARVE_FRACTION = 0.2
 _VALIDATION_USERS = 2_000
 _GRID = tuple(2.0**k for k in range(-6, 1))

@@ -83,9 +83,13 @@ def planted_shape(request) -> tuple[str, PlantedSplit]:
     return request.param, planted_split(**PLANTED_SHAPES[request.param])
 
 
-def planted_ndcg(model, split: PlantedSplit) -> float:
-    """nDCG@10 of ``model`` on ``split.test``, training items excluded."""
+@pytest.fixture(scope="session")
+def planted_ndcg():
+    """``planted_ndcg(model, split)``: nDCG@10 on ``split.test``, training items excluded."""
     from pipelines.evaluation.metrics import ranking_metrics
 
-    recommended, _ = model.recommend(np.arange(split.n_users), k=10, exclude=split.train)
-    return ranking_metrics(recommended, split.test, 10, split.n_items)["ndcg@10"]
+    def ndcg(model, split: PlantedSplit) -> float:
+        recommended, _ = model.recommend(np.arange(split.n_users), k=10, exclude=split.train)
+        return ranking_metrics(recommended, split.test, 10, split.n_items)["ndcg@10"]
+
+    return ndcg

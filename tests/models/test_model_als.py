@@ -248,10 +248,9 @@ def test_gpu_fit_matches_cpu(confidences):
     np.testing.assert_allclose(gpu32.training_loss_, cpu32.training_loss_, rtol=1e-3)
 
 
-def test_default_regularization_is_chosen_and_beats_popularity(planted_shape, tmp_path):
+def test_default_regularization_is_chosen_and_beats_popularity(planted_shape, planted_ndcg, tmp_path):
     """Left None, the penalty is chosen on a carve of train: the model beats popularity on planted
     data of every size and density, the choice is recorded, saved and reproducible."""
-    from conftest import planted_ndcg
     from pipelines.models import load_model
 
     name, split = planted_shape

@@ -96,10 +96,9 @@ def test_block_elements_is_a_runtime_option():
     assert set(ItemKnnConfig().hyperparameters()) == {"seed", "neighbours", "shrinkage"}
 
 
-def test_default_shrinkage_is_chosen_and_beats_popularity(planted_shape, tmp_path):
+def test_default_shrinkage_is_chosen_and_beats_popularity(planted_shape, planted_ndcg, tmp_path):
     """Left None, the shrinkage is chosen on a carve of train: item-kNN beats popularity on planted
     data of every size and density, and the choice is recorded, saved and reproducible."""
-    from conftest import planted_ndcg
 
     name, split = planted_shape
     model = create_model("itemknn").fit(split.train)
