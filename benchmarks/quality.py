@@ -20,6 +20,7 @@ family's seed-42 score minus its tolerance.
 
     .venv/bin/python benchmarks/quality.py                          # every family, ml-latest-small
     .venv/bin/python benchmarks/quality.py --models als ease blend  # a subset (README untouched)
+    .venv/bin/python benchmarks/quality.py --models als blend --merge  # a subset's rows into quality.json
     .venv/bin/python benchmarks/quality.py --ml100k /path/to/ml-100k
     .venv/bin/python benchmarks/quality.py --report-only            # README table from quality.json
 
@@ -163,6 +164,29 @@ def tolerances(by_seed: dict[str, dict[int, float]], families: Sequence[str]) ->
         else:
             out[name] = {"tolerance": round(max(measured.values()), 4), "tolerance_from": "largest measured (one seed: too slow)"}
     return out
+
+
+def merge_reports(recorded: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """``recorded`` with the rows (and errors) of the families ``fresh`` ran replaced by ``fresh``'s.
+
+    Every tolerance is recomputed from the merged rows' ``ndcg_by_seed`` (the pooled deviation
+    spans all families). The protocol and dataset must agree; raises ValueError when they do not.
+    """
+    for key in ("dataset", "protocol"):
+        if {k: v for k, v in recorded[key].items() if k != "path"} != {k: v for k, v in fresh[key].items() if k != "path"}:
+            raise ValueError(f"cannot merge: the {key} differs from the recorded report's; rerun every family")
+    rerun = {row["model"] for row in fresh["leaderboard"]} | {row["model"] for row in fresh["errors"]}
+    rows = {row["model"]: row for row in recorded["leaderboard"] if row["model"] not in rerun}
+    rows.update({row["model"]: row for row in fresh["leaderboard"]})
+    by_seed = {name: {int(s): v for s, v in row.get("ndcg_by_seed", {}).items()} for name, row in rows.items()}
+    for name, values in tolerances(by_seed, list(rows)).items():
+        rows[name].update(values)
+    merged = dict(recorded)
+    merged["leaderboard"] = sorted(rows.values(), key=lambda r: r[f"ndcg@{K}"], reverse=True)
+    merged["errors"] = [e for e in recorded["errors"] if e["model"] not in rerun] + fresh["errors"]
+    merged["rerun"] = [*[r for r in recorded.get("rerun", []) if r["models"] and not set(r["models"]) <= rerun],
+                       {"created_at": fresh["created_at"], "models": sorted(rerun), "machine": fresh["machine"]}]
+    return merged
 
 
 # -- reports --------------------------------------------------------------------------------------
@@ -354,6 +378,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite quality.md and the README's table from quality.json, no run"
     )
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="replace only the rows of --models in the existing report (tolerances recomputed), then its markdown and README",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -378,11 +406,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="quality-lake-") as tmp:
         report = run(source, data.resolve(), families, args.seeds, args.cheap_seconds, args.work_dir or Path(tmp))
+    if args.merge:
+        report = merge_reports(json.loads(output.read_text()), report)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2, default=str) + "\n")
     write_markdown(output.with_suffix(".md"), report)
     log.info("wrote %s and %s", output, output.with_suffix(".md"))
-    if source == "movielens" and args.models is None and args.output is None and update_readme(report):
+    if source == "movielens" and (args.models is None or args.merge) and args.output is None and update_readme(report):
         log.info("updated the model table of %s", README)
     return report
 

@@ -30,7 +30,7 @@ from pipelines import seeding
 from pipelines.compute.backend import ArrayBackend, get_backend
 from pipelines.errors import ConfigError
 from pipelines.models.base import ModelConfig, Recommender
-from pipelines.models.sparse_inputs import check_seen, csr_from_state, csr_state
+from pipelines.models.sparse_inputs import check_seen, csr_from_state, csr_state, mean_gram_diagonal
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +186,11 @@ def choose_regularization(user_items: sp.csr_matrix, seed: int, binarize: bool |
     for ones in options:
         matrix = _ones(user_items) if ones else user_items
         if not carves:  # nobody has two items: nothing to validate on
-            return _FALLBACK_MULTIPLE * _mean_gram_diagonal(matrix), ones
+            return _FALLBACK_MULTIPLE * mean_gram_diagonal(matrix), ones
         start = None if not results else results[False][2]  # 1s: climb from the values' best multiple
         carved = [(_ones(kept) if ones else kept, validation) for kept, validation in carves]
         multiple, ndcg = _best_multiple(carved, start)
-        results[ones] = (multiple * _mean_gram_diagonal(matrix), ndcg, multiple)
+        results[ones] = (multiple * mean_gram_diagonal(matrix), ndcg, multiple)
     chosen = options[0]
     if len(options) == 2 and results[True][1] > (1.0 + _BINARY_MARGIN) * results[False][1]:
         chosen = True
@@ -212,7 +212,7 @@ def _best_multiple(carves: list[tuple[sp.csr_matrix, Any]], start: float | None 
     """
     from pipelines.models.validation import validation_ndcg
 
-    scorers = [(_SpectralEase(kept), kept, _mean_gram_diagonal(kept), validation) for kept, validation in carves]
+    scorers = [(_SpectralEase(kept), kept, mean_gram_diagonal(kept), validation) for kept, validation in carves]
     measured: dict[float, float] = {}
 
     def ndcg(multiple: float) -> float:
@@ -279,11 +279,6 @@ def _ones(matrix: sp.csr_matrix) -> sp.csr_matrix:
     ones = matrix.copy()
     ones.data = np.ones_like(ones.data)
     return ones
-
-
-def _mean_gram_diagonal(user_items: sp.csr_matrix) -> float:
-    """Mean over items of ``sum_u x_ui^2`` (the diagonal of ``X^T X``): interactions per item for binary input."""
-    return float(np.square(user_items.data, dtype=np.float64).sum() / user_items.shape[1])
 
 
 def ease_weights(backend: ArrayBackend, user_items: sp.csr_matrix, regularization: float, dtype: np.dtype) -> Any:

@@ -133,3 +133,9 @@ def csr_from_state(state: dict[str, np.ndarray], prefix: str) -> sp.csr_matrix:
     return sp.csr_matrix(
         (state[f"{prefix}data"], state[f"{prefix}indices"], state[f"{prefix}indptr"]), shape=shape
     )
+
+
+def mean_gram_diagonal(user_items: sp.csr_matrix) -> float:
+    """Mean over items of ``sum_u x_ui^2`` (the diagonal of ``X^T X``, squared item norms):
+    interactions per item for binary input. The scale of item-item penalties and shrinkages."""
+    return float(np.square(user_items.data, dtype=np.float64).sum() / max(user_items.shape[1], 1))

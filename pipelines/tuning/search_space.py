@@ -3,7 +3,7 @@
 A space is a mapping that JSON, YAML or an Airflow Param can hold::
 
     {"factors": {"type": "int", "low": 16, "high": 256, "log": True},
-     "regularization": {"type": "float", "low": 0.3, "high": 100.0, "log": True},
+     "regularization": {"type": "float", "low": 0.1, "high": 10_000.0, "log": True},
      "weighting.scheme": {"type": "categorical", "choices": ["none", "bm25"]}}
 
 An int range may carry ``"below_matrix_rank": true``: its upper bound is lowered to
@@ -16,8 +16,10 @@ A trial samples a space with Optuna's define-by-run ``suggest_*`` (:func:`sugges
 
 Each range contains its family's default (read from the family's config, never quoted here), so
 the default itself is a point of the space: the study evaluates it first (see
-``TuningConfig.enqueue_defaults``). Families with nothing worth tuning (popularity) have no space
-and are refused.
+``TuningConfig.enqueue_defaults``). A default of None means "chosen at fit from the data" (ALS's
+and EASE's regularization, item-kNN's shrinkage): such a range spans what that choice gives on
+small and large data alike. Families with nothing worth tuning (popularity) have no space and
+are refused.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ WEIGHTING_PREFIX = "weighting."
 # suite samples every space of a registered family and validates it against the config class.
 # Defaults are stated once, in each family's config; the comments say why a range is shaped so.
 SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
-    "als": {
+    "als": {  # the penalty's scale grows with the data's top singular value (about sqrt(interactions))
         "factors": {"type": "int", "low": 16, "high": 256, "log": True},
-        "regularization": {"type": "float", "low": 0.3, "high": 100.0, "log": True},
+        "regularization": {"type": "float", "low": 0.1, "high": 10_000.0, "log": True},
         "iterations": {"type": "int", "low": 5, "high": 30},
     },
     "bpr": {  # epochs are not tuned: early stopping on validation nDCG picks them
@@ -54,12 +56,12 @@ SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
         "popularity_exponent": {"type": "float", "low": 0.0, "high": 3.0},
         "profile_weighting": {"type": "categorical", "choices": ["binary", "values"]},
     },
-    "ease": {  # wide: the best value grows with the data (users per item)
-        "regularization": {"type": "float", "low": 10.0, "high": 10_000.0, "log": True},
+    "ease": {  # wide: the best value grows with interactions per item and the confidence scale
+        "regularization": {"type": "float", "low": 1.0, "high": 1_000_000.0, "log": True},
     },
-    "itemknn": {  # shrinkage is in units of the weighted input (the family prefers BM25)
+    "itemknn": {  # shrinkage is in units of the weighted input's squared item norms (it grows with them)
         "neighbours": {"type": "int", "low": 20, "high": 2000, "log": True},
-        "shrinkage": {"type": "float", "low": 1.0, "high": 10_000.0, "log": True},
+        "shrinkage": {"type": "float", "low": 0.1, "high": 1_000_000.0, "log": True},
     },
     "hybrid": {  # base and its parameters are tuned as that family (nested dicts stay fixed)
         "collab_weight": {"type": "float", "low": 0.4, "high": 1.0},

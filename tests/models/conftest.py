@@ -66,3 +66,30 @@ def movielens(movielens_dir):
     from movielens_data import movielens_splits
 
     return movielens_splits(movielens_dir)
+
+
+#: Planted sets of several sizes and densities (users x items, items per user): the defaults
+#: chosen at fit must beat popularity on each.
+PLANTED_SHAPES = {
+    "150x80": dict(n_users=150, n_items=80, per_user=24, test_per_user=6),
+    "2000x500": dict(n_users=2000, n_items=500, per_user=30, test_per_user=8),
+    "sparse-3000x1500": dict(n_users=3000, n_items=1500, per_user=8, test_per_user=3),
+}
+
+
+@pytest.fixture(scope="session", params=sorted(PLANTED_SHAPES))
+def planted_shape(request) -> tuple[str, PlantedSplit]:
+    """(name, split) for each of :data:`PLANTED_SHAPES`."""
+    return request.param, planted_split(**PLANTED_SHAPES[request.param])
+
+
+@pytest.fixture(scope="session")
+def planted_ndcg():
+    """``planted_ndcg(model, split)``: nDCG@10 on ``split.test``, training items excluded."""
+    from pipelines.evaluation.metrics import ranking_metrics
+
+    def ndcg(model, split: PlantedSplit) -> float:
+        recommended, _ = model.recommend(np.arange(split.n_users), k=10, exclude=split.train)
+        return ranking_metrics(recommended, split.test, 10, split.n_items)["ndcg@10"]
+
+    return ndcg

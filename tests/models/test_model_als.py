@@ -246,3 +246,45 @@ def test_gpu_fit_matches_cpu(confidences):
     gpu32 = AlsRecommender(**FAST, device="gpu").fit(confidences)
     assert gpu32.user_factors_.dtype == np.float32
     np.testing.assert_allclose(gpu32.training_loss_, cpu32.training_loss_, rtol=1e-3)
+
+
+def test_default_regularization_is_chosen_and_beats_popularity(planted_shape, planted_ndcg, tmp_path):
+    """Left None, the penalty is chosen on a carve of train: the model beats popularity on planted
+    data of every size and density, the choice is recorded, saved and reproducible."""
+    from pipelines.models import load_model
+
+    name, split = planted_shape
+    model = create_model("als").fit(split.train)
+    assert model.config.regularization is None
+    chosen = model.regularization_
+    assert model.fitted_params() == {"regularization": chosen}
+    popularity = create_model("popularity").fit(split.train)
+    assert planted_ndcg(model, split) > planted_ndcg(popularity, split) + 0.03, name
+    loaded = load_model(model.save(tmp_path / "als"))
+    assert loaded.regularization_ == chosen
+    np.testing.assert_allclose(loaded.score_new_users(split.train[:5]), model.score_new_users(split.train[:5]), rtol=1e-5)
+    again = create_model("als").fit(split.train)
+    assert again.regularization_ == chosen
+    np.testing.assert_array_equal(again.user_factors_, model.user_factors_)
+
+
+def test_the_chosen_regularization_follows_the_data_scale(planted):
+    """The grid is relative to the top singular value: confidences 4 times larger (a heavier
+    weighting) are met with a 4 times larger penalty, the same multiple of the grid; an explicit
+    value is used as given, with no search."""
+    base = create_model("als").fit(planted.train).regularization_
+    scale = als_module.top_singular_value(planted.train, 0)
+    assert scale / 64 <= base <= scale
+    assert create_model("als").fit(planted.train * 4.0).regularization_ == pytest.approx(4.0 * base, rel=1e-4)
+    explicit = AlsRecommender(regularization=3.0, factors=8, iterations=2).fit(planted.train)
+    assert explicit.regularization_ == 3.0 and explicit.fitted_params() == {"regularization": 3.0}
+
+
+def test_a_warm_start_reuses_the_previous_choice(planted):
+    from pipelines.models.warm_start import WarmStart
+
+    previous = create_model("als", {"factors": 8}).fit(planted.train)
+    ids = np.arange
+    warm = WarmStart(previous, ids(planted.n_users), ids(planted.n_items))
+    model = create_model("als", {"factors": 8, "iterations": 2}).fit(planted.train, warm_start=warm)
+    assert model.regularization_ == previous.regularization_

@@ -51,7 +51,8 @@ def test_default_config_lies_inside_its_space(family):
         pytest.skip(f"{family!r} is not registered in pipelines.models")
     space = search_space(family)
     fields = model_class(family).config_class.model_fields
-    # A default of None means "chosen at fit from the data" (EASE's regularization): not a point to start from.
+    # A default of None means "chosen at fit from the data" (ALS's and EASE's regularization, item-kNN's
+    # shrinkage): not a point to start from.
     chosen_at_fit = {name for name in space if name in fields and fields[name].default is None}
     assert set(current_params(TrainConfig(model=family), space)) == set(space) - chosen_at_fit
 
@@ -114,7 +115,7 @@ def test_apply_params_names_an_invalid_value():
 def test_current_params_prefers_explicit_values_and_skips_those_outside_the_space():
     space = search_space("als")
     given = current_params(TrainConfig(model="als", params={"factors": 32, "iterations": 99}), space)
-    assert given == {"factors": 32, "regularization": 10.0}
+    assert given == {"factors": 32}  # the penalty is chosen at fit by default: sampled
 
 
 def test_importing_tuning_config_is_cheap():
