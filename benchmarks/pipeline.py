@@ -86,8 +86,11 @@ def write_interactions(path: Path, n_rows: int, n_items: int = 20_000, per_user:
 
 
 # -- the hand-written reference (runs in its own process) ----------------------------------------
-def reference(path: Path, seed: int = 42) -> dict:
-    """The script a user would write instead of the platform; returns its timings and nDCGs."""
+def reference(path: Path, regularization: float, seed: int = 42) -> dict:
+    """The script a user would write instead of the platform; returns its timings and nDCGs.
+
+    ``regularization``: the value the platform's run chose on validation (its default), so both
+    fit the same model; the script does not pay for choosing it."""
     import pandas as pd
     import scipy.sparse as sp
     from implicit.cpu.als import AlternatingLeastSquares
@@ -135,7 +138,7 @@ def reference(path: Path, seed: int = 42) -> dict:
     train, test = binary(~is_test), binary(is_test)
     lap("csr")
     with threadpool_limits(limits=1, user_api="blas"):
-        model = AlternatingLeastSquares(factors=defaults.factors, regularization=defaults.regularization,
+        model = AlternatingLeastSquares(factors=defaults.factors, regularization=regularization,
                                         iterations=defaults.iterations, use_cg=True, random_state=seed,
                                         calculate_training_loss=False)
         model.cg_steps = defaults.cg_steps
@@ -187,9 +190,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rows", type=int, help="exact interactions (overrides --size; for quick runs)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--reference-only", type=Path, help=argparse.SUPPRESS)  # the reference's own process
+    parser.add_argument("--regularization", type=float, help=argparse.SUPPRESS)  # what our run chose
     args = parser.parse_args(argv)
     if args.reference_only:
-        print(json.dumps(reference(args.reference_only)))
+        print(json.dumps(reference(args.reference_only, args.regularization)))
         return {}
 
     label = args.size if args.rows is None else f"{args.rows}"
@@ -204,12 +208,6 @@ def main(argv: list[str] | None = None) -> dict:
         dataset["write_seconds"] = round(time.perf_counter() - started, 2)
         dataset["bytes"] = data.stat().st_size
 
-        ref_wall, ref_cpu, ref_rss, code = measured([sys.executable, __file__, "--reference-only", str(data)], env,
-                                           tmp_path / "reference.json")
-        if code != 0:
-            raise SystemExit(f"reference failed:\n{(tmp_path / 'reference.err').read_text()[-3000:]}")
-        ref = json.loads((tmp_path / "reference.json").read_text())
-
         ours_env = {**env, "RECSYS_HOME": str(tmp_path / "home")}
         ours_wall, ours_cpu, ours_rss, code = measured(
             [sys.executable, "-m", "pipelines.cli", "train", "--source", "parquet", "--path", str(data), "--no-track"],
@@ -217,6 +215,14 @@ def main(argv: list[str] | None = None) -> dict:
         if code != 0:
             raise SystemExit(f"recsys train failed:\n{(tmp_path / 'ours.err').read_text()[-3000:]}")
         ours = json.loads((tmp_path / "ours.json").read_text())
+        # The reference fits the regularization our run chose on validation (our default).
+        chosen = float(ours["models"]["als"]["fitted"]["regularization"])
+        ref_wall, ref_cpu, ref_rss, code = measured(
+            [sys.executable, __file__, "--reference-only", str(data), "--regularization", str(chosen)], env,
+            tmp_path / "reference.json")
+        if code != 0:
+            raise SystemExit(f"reference failed:\n{(tmp_path / 'reference.err').read_text()[-3000:]}")
+        ref = json.loads((tmp_path / "reference.json").read_text())
 
     # recsys resets the kernel's peak-RSS mark per step (pipelines.timing), so the process's own
     # ru_maxrss holds only the last step's peak: the largest step peak is the process's.
@@ -230,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
         "dataset": dataset,
         "ours": {"command": "recsys train --source parquet --path FILE --no-track", "wall_seconds": ours_wall,
                  "cpu_seconds": ours_cpu, "peak_rss_mib": ours_rss, "steps": steps, "ndcg@10": ours_ndcg},
+        "als_regularization_chosen": round(chosen, 4),
         "reference": {"wall_seconds": ref_wall, "cpu_seconds": ref_cpu, "peak_rss_mib": ref_rss,
                       "steps": ref["steps"], "ndcg@10": ref["ndcg@10"], "n_train": ref["n_train"],
                       "n_test": ref["n_test"]},

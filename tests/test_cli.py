@@ -50,6 +50,7 @@ def test_train_on_given_split_then_recommend_excludes_training_items(tmp_path, s
     als = summary["models"]["als"]
     assert 0.0 < als["metrics"]["ndcg@10"] <= 1.0
     assert als["metrics"]["n_users"] == 150
+    assert als["fitted"]["regularization"] > 0  # chosen on a validation carve, reported back
     assert summary["models"]["popularity"]["metrics"]["ndcg@10"] > 0
 
     users = ["u0", "u1", "u7", "nobody"]

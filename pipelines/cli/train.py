@@ -214,8 +214,8 @@ def train_summary(args: argparse.Namespace) -> dict[str, Any]:
                               tags=tags)
     summary = {
         "run_key": run_key,
-        "models": {c["model"]: {"metrics": c["metrics"], "model_uri": c["model_uri"], "run_id": c["run_id"]}
-                   for c in result["candidates"]},
+        "models": {c["model"]: {"metrics": c["metrics"], "fitted": c.get("fitted", {}), "model_uri": c["model_uri"],
+                                "run_id": c["run_id"]} for c in result["candidates"]},
         "quarantined": result["clean"]["rows_quarantined"],
         "rows": result["rows"],
         "timings": result["timings"],  # step -> {"seconds", "peak_rss_mib"}

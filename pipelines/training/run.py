@@ -188,8 +188,8 @@ def run_training(
     lake under ``out_root`` (shared storage then) and hands back plain values. With ``tracking``
     ({"parent_run_id", "experiment_id"}), a nested MLflow run, logged from here, records the
     configs, per-iteration loss, metrics, lineage, warm-start tags, plots and the pyfunc model.
-    Returns {"model", "metrics", "bundle_uri", "run_id", "model_uri", "timings", "warm_start",
-    "fit_on"} (run_id and model_uri None untracked; warm_start the tags; fit_on "local" or the
+    Returns {"model", "metrics", "fitted", "bundle_uri", "run_id", "model_uri", "timings", "warm_start",
+    "fit_on"} (fitted: the values fit chose from the data; run_id and model_uri None untracked; warm_start the tags; fit_on "local" or the
     scheduler's address).
     """
     from pipelines.compute.dask_cluster import DaskConfig
@@ -212,6 +212,8 @@ def run_training(
     result: dict[str, Any] = {
         "model": config.model,
         "metrics": fitted.metrics,
+        # What fit chose from the data (ALS/EASE regularization, ...), as plain JSON values (XCom).
+        "fitted": {k: v.item() if hasattr(v, "item") else v for k, v in fitted.fitted_params.items()},
         "bundle_uri": fitted.bundle_uri,
         "run_id": None,
         "model_uri": None,
