@@ -51,6 +51,9 @@ def test_train_on_given_split_then_recommend_excludes_training_items(tmp_path, s
     assert 0.0 < als["metrics"]["ndcg@10"] <= 1.0
     assert als["metrics"]["n_users"] == 150
     assert als["fitted"]["regularization"] > 0  # chosen on a validation carve, reported back
+    timings = summary["timings"]  # each step's seconds and peak memory
+    assert {"ingest", "clean", "features", "fit:als", "evaluate:als", "fit:popularity", "evaluate:popularity"} <= set(timings)
+    assert all(t["seconds"] >= 0 and t["peak_rss_mib"] > 0 for t in timings.values()), timings
     assert summary["models"]["popularity"]["metrics"]["ndcg@10"] > 0
 
     users = ["u0", "u1", "u7", "nobody"]
