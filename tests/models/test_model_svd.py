@@ -121,3 +121,32 @@ def test_gpu_fit_matches_cpu(low_rank):
     assert isinstance(gpu.item_factors_, np.ndarray) and gpu.item_factors_.dtype == np.float32
     np.testing.assert_allclose(gpu.singular_values_, cpu.singular_values_, rtol=1e-4)
     np.testing.assert_allclose(gpu.score(np.arange(10)), cpu.score(np.arange(10)), atol=1e-4)
+
+
+def test_default_rank_is_chosen_on_validation_and_beats_popularity(planted_shape, planted_ndcg, tmp_path):
+    """Left None, the rank is chosen on a carve of train from one decomposition: the model beats
+    popularity on planted data of every size and density, the choice is recorded and saved,
+    and the same seed chooses the same rank."""
+    from pipelines.models import create_model
+
+    name, split = planted_shape
+    model = create_model("svd").fit(split.train)
+    assert model.config.factors is None
+    chosen = model.factors_
+    assert model.fitted_params() == {"factors": chosen} and model.item_factors_.shape[1] == chosen
+    popularity = create_model("popularity").fit(split.train)
+    assert planted_ndcg(model, split) > planted_ndcg(popularity, split) + 0.03, name
+    assert load_model(model.save(tmp_path / "svd")).factors_ == chosen
+    assert create_model("svd").fit(split.train).factors_ == chosen
+
+
+def test_an_explicit_rank_skips_the_search_and_the_choice_stays_below_the_bound(monkeypatch):
+    """The chosen rank is one of the candidates below min(n_users, n_items); an explicit
+    ``factors`` is used as given, without the validation search."""
+    from pipelines.models import svd as svd_module
+
+    small = sp.random(40, 12, density=0.4, format="csr", random_state=3, dtype=np.float32)
+    chosen = SvdRecommender().fit(small).factors_
+    assert chosen in svd_module._CANDIDATE_FACTORS and chosen < 12
+    monkeypatch.setattr(svd_module, "choose_factors", lambda *a: pytest.fail("searched despite an explicit rank"))
+    assert SvdRecommender(factors=3).fit(small).factors_ == 3
