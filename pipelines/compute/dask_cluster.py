@@ -164,7 +164,8 @@ def dask_client(config: DaskConfig | dict | None = None) -> Iterator["Client"]:
 
     threads = config.threads_per_worker or os.cpu_count() or 1
     if config.processes:
-        # fork: workers inherit the parent's state instead of re-running the entry script.
+        # fork: workers inherit the parent's state instead of re-running the entry script. Held for
+        # the cluster's whole life: a nanny restarting a worker (memory limit, crash) reads it again.
         with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
             cluster = LocalCluster(
                 n_workers=config.n_workers,
@@ -175,15 +176,18 @@ def dask_client(config: DaskConfig | dict | None = None) -> Iterator["Client"]:
                 worker_dashboard_address="127.0.0.1:0",
                 memory_limit=config.memory_limit,
             )
-    else:
-        cluster = LocalCluster(
-            n_workers=1,
-            threads_per_worker=threads,
-            processes=False,
-            dashboard_address="127.0.0.1:0",  # None still opens one on all interfaces
-            memory_limit=config.memory_limit,
-        )
-    log.info("started local Dask cluster (%s)", "processes" if config.processes else "threads")
+            log.info("started local Dask cluster (processes)")
+            with cluster, Client(cluster) as client:
+                yield client
+        return
+    cluster = LocalCluster(
+        n_workers=1,
+        threads_per_worker=threads,
+        processes=False,
+        dashboard_address="127.0.0.1:0",  # None still opens one on all interfaces
+        memory_limit=config.memory_limit,
+    )
+    log.info("started local Dask cluster (threads)")
     with cluster, Client(cluster) as client:
         yield client
 

@@ -38,10 +38,22 @@ def test_local_threads_cluster():
 
 @pytest.mark.slow
 def test_forked_process_workers():
-    with dask_client({"processes": True, "n_workers": 2, "threads_per_worker": 1}) as client:
+    import dask
+
+    config = {"processes": True, "n_workers": 2, "threads_per_worker": 1, "memory_limit": "300MiB"}
+    with dask_client(config) as client:
         assert _sum_of_squares(client) == 328350
         workers = client.scheduler_info()["workers"]
         assert len(workers) == 2 and all(addr.startswith("tcp://127.0.0.1:") for addr in workers)
+        assert {w["memory_limit"] for w in workers.values()} == {300 * 2**20}
+        # A nanny restarting a worker (past its memory limit, after a crash) must fork again, not
+        # spawn a process that re-runs the entry script (under Airflow: the `airflow` command).
+        assert dask.config.get("distributed.worker.multiprocessing-method") == "fork"
+
+
+def test_the_memory_limit_reaches_the_threads_cluster():
+    with dask_client({"memory_limit": "1GiB"}) as client:
+        assert [w["memory_limit"] for w in client.scheduler_info()["workers"].values()] == [2**30]
 
 
 def _free_port() -> int:
