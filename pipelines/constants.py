@@ -35,6 +35,7 @@ DEFAULT_EXPERIMENT = "recsys_training"
 # Environment variables the platform reads.
 ENV_HOME = "RECSYS_HOME"
 ENV_DASK_SCHEDULER = "RECSYS_DASK_SCHEDULER"
+ENV_DASK_CONN_ID = "RECSYS_DASK_CONN_ID"  # Airflow connection of the scheduler (DaskConfig.scheduler_conn_id)
 ENV_FIT_ON = "RECSYS_FIT_ON"  # where candidate fits run: auto, local or cluster (DaskConfig.fit_on)
 ENV_DEVICE = "RECSYS_DEVICE"
 ENV_THREADS = "RECSYS_THREADS"  # CPU threads of a fit (BLAS, torch); default: the cores this process may use
