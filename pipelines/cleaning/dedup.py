@@ -9,8 +9,6 @@ import pandas as pd
 
 from pipelines.constants import ITEM, SOURCE_ROW, TIMESTAMP, USER
 
-SHUFFLE_METHOD = "tasks"
-
 if TYPE_CHECKING:
     import dask.dataframe as dd
 
@@ -50,7 +48,7 @@ def keep_latest(frame: pd.DataFrame) -> pd.DataFrame:
 def keep_latest_frame(valid: dd.DataFrame) -> dd.DataFrame:
     """:func:`keep_latest` over a Dask frame: rows are shuffled by user so each pair meets once."""
     if valid.npartitions > 1:
-        # The task-based shuffle: on one machine its n^2 small tasks cost less than P2P's
-        # fixed start-up (extension, disk buffers) for the tens of partitions data here has.
-        valid = valid.shuffle(on=USER, method=SHUFFLE_METHOD)
+        # Dask's default shuffle (P2P on a distributed client). The task-based one was measured
+        # slower here: 13.0 s against 4.6 s to clean 2M rows on two forked workers.
+        valid = valid.shuffle(on=USER)
     return valid.map_partitions(keep_latest, meta=valid._meta)
