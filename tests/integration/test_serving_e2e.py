@@ -23,6 +23,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -81,20 +82,39 @@ def _task_states(base: str, dag_id: str, run_id: str) -> dict[str, str]:
 
 
 def _answer_approval(base: str, run_id: str, option: str, reason: str) -> dict:
-    """Wait for the approval request, check it shows the card, answer it as the UI does."""
+    """Wait for the approval request, check it shows the card, answer it as the UI does.
+
+    Airflow 3.3 can lose an answer that lands just after the task parks: the scheduler sees the
+    parking process exit as a finished try, marks the task for retry and the retry asks again
+    (reproduced here when the answer came within a second of parking). So the answer waits a
+    moment after parking, as a person reading the card would, and a request asked again by a
+    later try is answered again, as the person would see it again in *Required actions*.
+    """
     task = f"/api/v2/dags/recsys_training/dagRuns/{run_id}/taskInstances/approval"
     path = f"{task}/-1/hitlDetails"
-    # Answer once the task is parked, as a person would: an answer that lands between the request
-    # being written and the task parking is lost by Airflow 3.3 (the task re-runs and asks again).
+
     def parked() -> bool:
         run = _get(base, f"/api/v2/dags/recsys_training/dagRuns/{run_id}").json()
         assert run.get("state") != "failed", ("the run failed before asking", _task_states(base, "recsys_training", run_id))
         return _get(base, task).json().get("state") == "awaiting_input"
 
-    _wait_for(parked, 600, "approval request")
-    request = _get(base, path).json()
-    assert "Model card" in request["body"] and "to @champion?" in request["subject"], request
-    return _api(base, "PATCH", path, json={"chosen_options": [option], "params_input": {"reason": reason}})
+    for _ in range(3):
+        _wait_for(parked, 600, "approval request")
+        asked_try = _get(base, task).json().get("try_number")
+        time.sleep(3)  # let the scheduler settle the parked try before answering
+        request = _get(base, path).json()
+        assert "Model card" in request["body"] and "to @champion?" in request["subject"], request
+        answer = _api(base, "PATCH", path, json={"chosen_options": [option], "params_input": {"reason": reason}})
+
+        def settled() -> bool:
+            ti = _get(base, task).json()
+            return ti.get("state") in ("success", "skipped", "failed") or (
+                ti.get("try_number") != asked_try and ti.get("state") == "awaiting_input")
+
+        _wait_for(settled, 120, "the approval task to take the answer")
+        if _get(base, task).json().get("state") != "awaiting_input":
+            return answer
+    raise AssertionError("the approval request was asked again three times")
 
 
 def _champion_events(base: str, dag_id: str, run_id: str) -> list[dict]:
