@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,7 +42,6 @@ SUFFIX = {"k": 1_000, "M": 1_000_000}
 CHILD = r"""
 import json, sys, time
 from datetime import datetime, timezone
-from pathlib import Path
 
 conf = json.loads(sys.argv[1])
 from airflow.dag_processing.dagbag import DagBag

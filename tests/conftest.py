@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,11 @@ def mlflow_home(tmp_path, monkeypatch, _mlflow_template_db):
     import mlflow.tracking.fluent as fluent
 
     shutil.copy(_mlflow_template_db, tmp_path / "mlflow.db")
+    # The Default experiment's artifact location was stored relative ("mlruns/0") when the
+    # template was made: a test logging to it wrote into the working directory (the checkout).
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                   ((tmp_path / "artifacts" / "0").as_uri(),))
     # An experiment made active by an earlier test belongs to another database.
     monkeypatch.setattr(fluent, "_active_experiment_id", None, raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)

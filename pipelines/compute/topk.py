@@ -47,35 +47,32 @@ _KERNEL_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1)
-def _load_kernel() -> Callable[..., None] | None:
+def _load_kernels() -> Any:
     try:
-        from pipelines.compute.topk_kernels import top_k_rows
+        from pipelines.compute import topk_kernels
     except ImportError as exc:
         log.warning("numba is not usable (%s): top-K falls back to torch.topk or np.argpartition", exc)
         return None
-    return top_k_rows
+    return topk_kernels
+
+
+def _kernels() -> Any:
+    """:mod:`pipelines.compute.topk_kernels`, or None without numba (imported once, under a
+    lock: callers' threads may ask at once)."""
+    with _KERNEL_LOCK:
+        return _load_kernels()
 
 
 def compiled_kernel() -> Callable[..., None] | None:
-    """The numba top-K kernel, or None without numba (imported once, under a lock: callers'
-    threads may ask at once)."""
-    with _KERNEL_LOCK:
-        return _load_kernel()
-
-
-@lru_cache(maxsize=1)
-def _load_ranked_kernel() -> Callable[..., None] | None:
-    try:
-        from pipelines.compute.topk_kernels import top_k_ranked_rows
-    except ImportError:  # the warning comes from _load_kernel
-        return None
-    return top_k_ranked_rows
+    """The numba row kernel of :func:`top_k` and :func:`top_k_dot`, or None without numba."""
+    kernels = _kernels()
+    return None if kernels is None else kernels.top_k_rows
 
 
 def compiled_ranked_kernel() -> Callable[..., None] | None:
     """The numba kernel of :func:`top_k_items`, or None without numba."""
-    with _KERNEL_LOCK:
-        return _load_ranked_kernel()
+    kernels = _kernels()
+    return None if kernels is None else kernels.top_k_ranked_rows
 
 
 def _row_ranges(n_rows: int, num_threads: int | None) -> list[tuple[int, int]]:
@@ -233,15 +230,6 @@ def top_k(
 DOT_ROWS_PER_TASK = 128
 
 
-@lru_cache(maxsize=1)
-def _load_mask_kernel() -> Callable[..., None] | None:
-    try:
-        from pipelines.compute.topk_kernels import mask_rows
-    except ImportError:
-        return None
-    return mask_rows
-
-
 def top_k_dot(
     user_factors: np.ndarray,
     item_factors: np.ndarray,
@@ -270,12 +258,12 @@ def top_k_dot(
         if exclude.shape != (n_rows, n_items):
             raise ValueError(f"exclude has shape {exclude.shape}, expected ({n_rows}, {n_items})")
     bias = None if item_bias is None else np.asarray(item_bias, dtype=np.float32).reshape(-1)
-    kernel, mask = compiled_kernel(), _load_mask_kernel()
+    kernel = compiled_kernel()
     idx_out, val_out = _padded(n_rows, k)
     k_eff = min(k, n_items)
     if n_rows == 0 or k_eff == 0:
         return idx_out, val_out
-    if kernel is None or mask is None:  # no numba: the product in blocks, each ranked by top_k
+    if kernel is None:  # no numba: the product in blocks, each ranked by top_k
         step = block_rows(n_items)
         for start in range(0, n_rows, step):
             block = users[start : start + step] @ items.T
@@ -285,6 +273,7 @@ def top_k_dot(
             idx_out[start : start + step], val_out[start : start + step] = top_k(block, k, exclude=seen,
                                                                                  num_threads=num_threads)
         return idx_out, val_out
+    mask_rows = _kernels().mask_rows
     indptr = None if exclude is None else exclude.indptr.astype(np.int64, copy=False)
     indices = None if exclude is None else exclude.indices.astype(np.int64, copy=False)
     idx = np.empty((n_rows, k_eff), dtype=np.int64)
@@ -304,7 +293,7 @@ def top_k_dot(
         if bias is not None:
             scores += bias
         if indptr is not None:
-            mask(scores, indptr, indices, a)
+            mask_rows(scores, indptr, indices, a)
         kernel(scores, k_eff, 0, b - a, idx[a:b], val[a:b])
 
     from pipelines.models.threads import blas_threads

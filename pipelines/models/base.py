@@ -396,12 +396,3 @@ def _rows_of(exclude: sp.csr_matrix | None, users: np.ndarray, n_items: int) -> 
         return exclude[users]
     picked = exclude[np.where(inside, users, 0)]
     return (sp.diags(inside.astype(np.float32)) @ picked).tocsr()
-
-
-def _mask_seen(scores: np.ndarray, users: np.ndarray, exclude: sp.csr_matrix) -> None:
-    """Set scores of items in each user's row of ``exclude`` to -inf, in place."""
-    known = np.flatnonzero((users >= 0) & (users < exclude.shape[0]))
-    if len(known) == 0:
-        return
-    seen = exclude[users[known]].tocoo()
-    scores[known[seen.row], seen.col] = -np.inf

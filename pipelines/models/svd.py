@@ -155,10 +155,13 @@ def choose_factors(cfg: SvdConfig, backend: ArrayBackend, train: sp.csr_matrix) 
         backend, kept, candidates[-1], cfg.oversamples, cfg.power_iterations, seeding.rng(cfg.seed)
     )
     item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+    # Validation users projected once at the largest rank; a smaller rank uses its first columns.
+    projected = np.asarray(kept[validation.users] @ item_factors)
     measured = {}
     for k in candidates:
-        basis = item_factors[:, :k]
-        measured[k] = validation_ndcg(lambda rows: np.asarray(kept[rows] @ basis) @ basis.T, validation)
+        measured[k] = validation_ndcg(
+            lambda rows: projected[np.searchsorted(validation.users, rows), :k] @ item_factors[:, :k].T, validation
+        )
     best = max(candidates, key=lambda k: (measured[k], -k))  # ties: the smaller rank
     log.info(
         "svd: %d factors chosen on validation (nDCG@10 by rank %s)", best, {k: round(v, 4) for k, v in measured.items()}
