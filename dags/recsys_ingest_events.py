@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from pipelines.dag_wiring import schedule_from_env
-from pipelines.constants import INTERACTIONS_ASSET_URI
+from pipelines.dag_wiring import interactions_asset, schedule_from_env
 from pipelines.monitoring.alerts import on_dag_failure
 
-INTERACTIONS = Asset(INTERACTIONS_ASSET_URI)
+# With its watcher: a file naming the Asset without it would remove the training DAG's watcher.
+INTERACTIONS = interactions_asset()
 
 
 @dag(

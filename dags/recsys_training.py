@@ -36,12 +36,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.hitl import HITLOperator
-from airflow.providers.standard.triggers.file import FileDeleteTrigger
 from airflow.sdk import (
     Asset,
     AssetAny,
     AssetOrTimeSchedule,
-    AssetWatcher,
     CronTriggerTimetable,
     Param,
     dag,
@@ -50,21 +48,16 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowSkipException
 
-from pipelines.dag_wiring import airflow_params, schedule_from_env
-from pipelines.constants import CHAMPION_ASSET_URI, INTERACTIONS_ASSET_URI, RETRAIN_ASSET_URI
-from pipelines.data.landing import landed_flag
+from pipelines.dag_wiring import airflow_params, interactions_asset, schedule_from_env
+from pipelines.constants import CHAMPION_ASSET_URI, RETRAIN_ASSET_URI
 from pipelines.monitoring.alerts import on_dag_failure
 from pipelines.params import param_specs
 from pipelines.task_failures import fail_fast_on_bad_input
 
 APPROVAL_TIMEOUT = timedelta(days=1)  # then the default answer (Reject) applies and the next run can start
-LANDING_POLL_SECONDS = 10.0  # how often the triggerer looks for the landing flag
 
-# New interactions: events of this Asset come from recsys_ingest_events (with the landed path in
-# their extra) and from the watcher, which consumes the flag file every landing touches.
-INTERACTIONS = Asset(INTERACTIONS_ASSET_URI, watchers=[AssetWatcher(
-    name="landed_files", trigger=FileDeleteTrigger(filepath=str(landed_flag()), poke_interval=LANDING_POLL_SECONDS),
-)])
+# New interactions: from recsys_ingest_events and from the watcher of the landing flag.
+INTERACTIONS = interactions_asset()
 RETRAIN = Asset(RETRAIN_ASSET_URI)  # a monitoring check asks for a run (its event's extra holds the conf)
 NEW_DATA_OR_REQUEST = AssetAny(INTERACTIONS, RETRAIN)
 

@@ -21,6 +21,28 @@ def airflow_params(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return params
 
 
+LANDING_POLL_SECONDS = 10.0  # how often the triggerer looks for the landing flag
+
+
+def interactions_asset():
+    """The interactions Asset with its watcher: the one definition every DAG file must use.
+
+    Events come from ``recsys_ingest_events`` (the landed path in their extra) and from the
+    watcher, a ``FileDeleteTrigger`` in the triggerer that consumes the flag file every landing
+    touches. Airflow syncs an Asset's watchers from each DAG file that names it, whether as a
+    schedule or an outlet: a file naming it without the watcher removes the watcher each time
+    that file is parsed, and the triggerer stops looking for landed files.
+    """
+    from airflow.providers.standard.triggers.file import FileDeleteTrigger
+    from airflow.sdk import Asset, AssetWatcher
+
+    from pipelines.constants import INTERACTIONS_ASSET_URI
+    from pipelines.data.landing import landed_flag
+
+    trigger = FileDeleteTrigger(filepath=str(landed_flag()), poke_interval=LANDING_POLL_SECONDS)
+    return Asset(INTERACTIONS_ASSET_URI, watchers=[AssetWatcher(name="landed_files", trigger=trigger)])
+
+
 def schedule_from_env(variable: str, default: str) -> str | None:
     """The cron expression or preset in ``$variable`` (else ``default``); None for '' or 'none'."""
     value = os.environ.get(variable, default).strip()

@@ -91,6 +91,45 @@ def test_training_runs_on_new_data_or_a_retrain_request_with_the_cron_as_fallbac
     assert "trigger_reason" in dag.params and dag.params["trigger_reason"] is None
 
 
+def test_the_landing_watcher_survives_every_dag_file_being_parsed(airflow_db):
+    """Airflow syncs an Asset's watchers from each parsed file that names it (schedule or outlet):
+    recsys_ingest_events names the interactions Asset as an outlet, and when it named it without
+    the watcher, each parse of that file removed the watcher the training DAG had added."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.models.asset import AssetModel
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from pipelines.constants import INTERACTIONS_ASSET_URI
+    from pipelines.data.landing import landed_flag
+
+    def parse(name: str) -> None:
+        bag = DagBag(dag_folder=str(ROOT / "dags" / name))
+        assert bag.import_errors == {}
+        sync_bag_to_db(bag, "dags-folder", None)
+
+    def watched() -> list[str]:
+        with create_session() as session:
+            asset = session.scalars(select(AssetModel).where(AssetModel.uri == INTERACTIONS_ASSET_URI)).one()
+            return sorted(trigger.kwargs.get("filepath", "") for trigger in asset.triggers)
+
+    DagBundlesManager().sync_bundles_to_db()
+    parse("recsys_training.py")
+    with create_session() as session:  # only an unpaused DAG's Assets are watched
+        session.get(DagModel, "recsys_training").is_paused = False
+    try:
+        parse("recsys_training.py")
+        assert watched() == [str(landed_flag())]
+        for name in ("recsys_ingest_events.py", "recsys_monitoring.py", "recsys_training.py", "recsys_ingest_events.py"):
+            parse(name)
+            assert watched() == [str(landed_flag())], f"parsing {name} changed the interactions Asset's watchers"
+    finally:
+        with create_session() as session:
+            session.get(DagModel, "recsys_training").is_paused = True
+
+
 def test_the_schedule_override_keeps_working():
     code = ("import importlib.util, json; s = importlib.util.spec_from_file_location('d', 'dags/recsys_training.py'); "
             "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); t = m._schedule(); "

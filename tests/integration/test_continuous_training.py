@@ -193,8 +193,13 @@ def test_new_data_drifts_monitoring_retrains_and_compares_on_the_newest_data(air
     newest = tmp_path / "newest.csv"
     __import__("pandas").read_csv(slice2).tail(50).to_csv(newest, index=False)
     _recsys(env, "land", str(newest))
-    _wait_for(lambda: any(e["extra"].get("from_trigger") for e in _asset_events(base, INTERACTIONS_ASSET_URI)),
-              120, "the Asset watcher's event for the landed file")
+    try:
+        _wait_for(lambda: any(e["extra"].get("from_trigger") for e in _asset_events(base, INTERACTIONS_ASSET_URI)),
+                  120, "the Asset watcher's event for the landed file")
+    except AssertionError as exc:  # say what the triggerer did
+        lines = (tmp_path / "standalone.log").read_text(errors="replace").splitlines()
+        raise AssertionError(f"{exc}; the triggerer's last lines:\n" + "\n".join(
+            [line for line in lines if "triggerer" in line.lower() or "trigger" in line.lower()][-30:])) from None
     landed_run = _wait_for_asset_run(base, "recsys_training", exclude={training})
     _wait_for(lambda: _task_state(base, "recsys_training", landed_run, "plan") == "success", 180, "its plan")
     landed_plan = _xcom(base, "recsys_training", landed_run, "plan")
