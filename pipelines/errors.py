@@ -46,3 +46,8 @@ class ServingError(RecsysError, RuntimeError):
 class WarmStartError(ConfigError):
     """A fit cannot start from the given previous model (another family, other parameter shapes, or a
     family that cannot warm start); the message says which and what to do."""
+
+
+class WorkerMemoryError(ConfigError):
+    """The Dask workers stalled at their memory limit (paused with nothing running); the message
+    names each worker's limit and memory and what to change. A retry would stall again."""

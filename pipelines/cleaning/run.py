@@ -29,7 +29,7 @@ from pipelines.cleaning.dedup import keep_latest_frame
 from pipelines.cleaning.kcore import in_core, kcore_members
 from pipelines.cleaning.rules import annotate_partition, annotated_meta, quarantine_partition, valid_partition
 from pipelines.constants import INTERACTION_COLUMNS, ITEM, REASON, SOURCE_ROW, TIMESTAMP, USER
-from pipelines.data.scheduling import compute
+from pipelines.data.scheduling import ROW_GROUP_ROWS, compute, read_lake
 from pipelines.data.files import PARSE_ERROR
 from pipelines.data.snapshot import parquet_files, parquet_rows, utc_now, write_json
 from pipelines.errors import DataError, RejectedFractionError
@@ -67,9 +67,7 @@ def read_snapshot(files: list[Path], where: str) -> dd.DataFrame:
     Raises:
         DataError: a column is missing (names the snapshot, the missing and available columns).
     """
-    import dask.dataframe as dd
-
-    raw = dd.read_parquet([str(f) for f in files], index=False)
+    raw = read_lake(files)
     missing = [c for c in (*INTERACTION_COLUMNS, SOURCE_ROW) if c not in raw.columns]
     if missing:
         raise DataError(f"snapshot {where}: missing column(s) {missing}; available columns: {list(raw.columns)}")
@@ -91,15 +89,14 @@ def annotate_read_partition(frame: pd.DataFrame, rating_min: float, rating_max: 
 
 
 def _write(frame: dd.DataFrame, folder: Path) -> Any:
-    return frame.to_parquet(folder, write_index=False, compute=False, write_metadata_file=False)
+    return frame.to_parquet(folder, write_index=False, compute=False, write_metadata_file=False,
+                            row_group_size=ROW_GROUP_ROWS)
 
 
 def _write_kcore(staged: Path, out: Path, pairs: pd.DataFrame, k: int, client: Any) -> None:
     """Write the rows in ``staged`` that belong to the k-core of ``pairs`` to ``out``; remove ``staged``."""
-    import dask.dataframe as dd
-
     users, items = kcore_members(pairs, k)
-    frame = dd.read_parquet(str(staged), index=False)
+    frame = read_lake(parquet_files(staged), client)
     compute(_write(frame.map_partitions(in_core, users, items, meta=frame._meta), out), client=client)
     shutil.rmtree(staged)
 

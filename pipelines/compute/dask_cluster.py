@@ -61,6 +61,10 @@ class DaskConfig(BaseModel):
         "'cluster' as a Dask task on this config's cluster, 'auto' on the cluster only when an external "
         "scheduler is configured; None: $RECSYS_FIT_ON, else auto (see pipelines.training.remote)",
     )
+    memory_stall_timeout: float = Field(
+        180.0, gt=0, description="seconds a data step waits while a worker is paused at its memory limit and "
+        "nothing runs, then cancels and fails with WorkerMemoryError (see pipelines.data.scheduling)",
+    )
     no_worker_timeout: float = Field(
         300.0, gt=0, description="seconds a fit on the cluster waits while the cluster has no worker, then fails"
     )
@@ -145,9 +149,20 @@ def _parts_from_env(conn_id: str, value: str) -> tuple[str | None, str | None, i
 def dask_client(config: DaskConfig | dict | None = None) -> Iterator["Client"]:
     """A Dask client for the duration of a step; local clusters are closed on exit."""
     import dask
-    from distributed import Client, LocalCluster
+
+    from pipelines.data.scheduling import STALL_TIMEOUT_KEY
 
     config = DaskConfig.model_validate(config or {})
+    with dask.config.set({STALL_TIMEOUT_KEY: config.memory_stall_timeout}):
+        with _client(config) as client:
+            yield client
+
+
+@contextmanager
+def _client(config: DaskConfig) -> Iterator["Client"]:
+    import dask
+    from distributed import Client, LocalCluster
+
     address = resolve_scheduler_address(config)
     if address:
         log.info("connecting to external Dask scheduler %s", address)
@@ -163,6 +178,37 @@ def dask_client(config: DaskConfig | dict | None = None) -> Iterator["Client"]:
             return
 
     threads = config.threads_per_worker or os.cpu_count() or 1
+    with dask.config.set(_shuffle_buffers(config.memory_limit, threads)):
+        with _local_client(config, threads) as client:
+            yield client
+
+
+def _shuffle_buffers(memory_limit: str, threads: int) -> dict[str, int]:
+    """P2P shuffle buffers scaled to a worker's memory limit (at most Dask's defaults).
+
+    A P2P shuffle (the cleaning step's dedup) buffers outgoing shards (``p2p.comm.buffer``, 1 GiB
+    by default) and shards awaiting disk (``p2p.storage.buffer``, 100 MiB) outside the memory
+    Dask can spill, and keeps receiving into a paused worker: under a limit of a few hundred MiB
+    the default buffers alone could exceed it. Here they take at most 10% and 5% of the limit.
+    """
+    import dask
+    from dask.utils import parse_bytes
+    from distributed.worker_memory import parse_memory_limit
+
+    limit = parse_memory_limit(memory_limit, threads, logger=log)
+    if not limit:
+        return {}
+    comm = parse_bytes(dask.config.get("distributed.p2p.comm.buffer"))
+    storage = parse_bytes(dask.config.get("distributed.p2p.storage.buffer"))
+    return {"distributed.p2p.comm.buffer": min(comm, limit // 10),
+            "distributed.p2p.storage.buffer": min(storage, limit // 20)}
+
+
+@contextmanager
+def _local_client(config: DaskConfig, threads: int) -> Iterator["Client"]:
+    import dask
+    from distributed import Client, LocalCluster
+
     if config.processes:
         # fork: workers inherit the parent's state instead of re-running the entry script. Held for
         # the cluster's whole life: a nanny restarting a worker (memory limit, crash) reads it again.

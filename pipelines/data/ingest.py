@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pipelines.data.config import IngestConfig, load_ingest_config
-from pipelines.data.scheduling import compute
+from pipelines.data.scheduling import ROW_GROUP_ROWS, compute
 from pipelines.data.snapshot import content_sha256, parquet_files, parquet_rows, utc_now, write_json
 from pipelines.errors import DataError
 from pipelines.paths import run_dir
@@ -99,7 +99,8 @@ def write_interactions(cfg: IngestConfig, out_dir: Path, client: Any = None) -> 
         return
     ddf = interactions_frame(cfg)
     write = ddf.to_parquet(
-        out_dir, write_index=False, name_function=_part_name, compute=False, write_metadata_file=False
+        out_dir, write_index=False, name_function=_part_name, compute=False, write_metadata_file=False,
+        row_group_size=ROW_GROUP_ROWS,
     )
     try:
         compute(write, client=client)

@@ -18,6 +18,7 @@ import pandas as pd
 from pipelines.constants import INTERACTION_COLUMNS, SOURCE_ROW
 from pipelines.data.columns import resolve_column_map
 from pipelines.data.config import IngestConfig
+from pipelines.data.scheduling import ROW_GROUP_ROWS
 from pipelines.errors import ConfigError, DataError
 
 # Airflow connection types whose name is not a SQLAlchemy dialect.
@@ -172,7 +173,7 @@ def write_sql_interactions(cfg: IngestConfig, out_dir: str | Path) -> int:
     rows = 0
     index = 0
     for index, chunk in enumerate(iter_sql_chunks(cfg)):
-        chunk.to_parquet(out / f"part.{index:05d}.parquet", index=False)
+        chunk.to_parquet(out / f"part.{index:05d}.parquet", index=False, row_group_size=ROW_GROUP_ROWS)
         rows += len(chunk)
     if rows == 0 and not any(out.glob("*.parquet")):
         empty_interactions().to_parquet(out / f"part.{index:05d}.parquet", index=False)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.constants import ITEM, ITEM_IDX, RATING, TIMESTAMP, USER, USER_IDX
+from pipelines.data.scheduling import compute
 from pipelines.errors import DataError
 
 # Columns and dtypes of an encoded interaction frame (small enough for memory as these).
@@ -28,7 +29,7 @@ def build_encodings(interactions: dd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     """Distinct users and items of ``interactions`` numbered in sorted-id order.
 
     Takes a Dask frame with string columns ``user_id`` and ``item_id``; runs one
-    ``dask.compute`` for both ``unique()`` aggregates. Returns ``(user_index, item_index)``:
+    computation for both ``unique()`` aggregates. Returns ``(user_index, item_index)``:
     pandas frames with columns ``user_id, user_idx`` and ``item_id, item_idx`` (int32), sorted
     by index. Raises DataError when a column is missing or the data is empty.
     """
@@ -38,7 +39,7 @@ def build_encodings(interactions: dd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
                 f"interactions have no column {column!r} (columns: {list(interactions.columns)})"
             )
     # split_out=1: a tree reduction; the distinct ids are small, a shuffle would cost more.
-    users, items = dask.compute(
+    users, items = compute(
         interactions[USER].astype(str).unique(split_out=1),
         interactions[ITEM].astype(str).unique(split_out=1),
     )
@@ -100,7 +101,7 @@ def encode_in_one_pass(
     if missing:
         raise DataError(f"interactions have no column(s) {missing} (columns: {list(interactions.columns)})")
     parts = interactions[[USER, ITEM, RATING, TIMESTAMP]].to_delayed()
-    (parts,) = dask.compute([dask.delayed(_local_codes)(part, min_rating) for part in parts])
+    (parts,) = compute([dask.delayed(_local_codes)(part, min_rating) for part in parts])
     user_index, users = _merge_codes(parts, "users", "user_ids", USER, USER_IDX)
     if len(user_index) == 0:
         raise DataError("interactions are empty: no user_id to encode")

@@ -76,8 +76,8 @@ def load_encoded_interactions(
     ``min_rating`` are dropped before encoding. ``interactions`` is sorted by
     (user_idx, item_idx) so later splits depend on content and seed, not on file layout.
     """
-    import dask.dataframe as dd
 
+    from pipelines.data.scheduling import read_lake
     from pipelines.data.snapshot import parquet_rows
     from pipelines.features.encoding import encode_in_one_pass
 
@@ -86,7 +86,7 @@ def load_encoded_interactions(
             f"{files[0].parent}: no interactions to build features from: the input has no data rows, "
             "or cleaning dropped them all (see the partition's report.json)"
         )
-    raw = dd.read_parquet([str(f) for f in files])
+    raw = read_lake(files)
     missing = [c for c in (USER, ITEM, RATING, TIMESTAMP) if c not in raw.columns]
     if missing:
         raise DataError(
