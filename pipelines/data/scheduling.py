@@ -123,8 +123,8 @@ def _stall_message(workers: list[dict[str, Any]], seconds: float) -> str:
     )
     return (
         f"Dask workers paused at their memory limit and nothing ran for {seconds:.0f} s, so the step would "
-        f"never finish: {each}. Workers pause at {pause:.0%} of the limit; what is left is working memory "
-        f"inside tasks, which cannot spill. Raise the limit (DaskConfig.memory_limit for the local cluster, "
+        f"never finish: {each}. Workers pause at {pause:.0%} of the limit; what holds it is memory Dask cannot "
+        f"spill (working memory inside tasks, shuffle buffers, the worker's own footprint). Raise the limit (DaskConfig.memory_limit for the local cluster, "
         f"dask worker --memory-limit for an external one), use fewer threads per worker, or add workers; "
         f"the computation was cancelled ({STALL_TIMEOUT_KEY}={dask.config.get(STALL_TIMEOUT_KEY, DEFAULT_STALL_TIMEOUT):g} s)"
     )

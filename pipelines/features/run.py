@@ -76,7 +76,6 @@ def load_encoded_interactions(
     ``min_rating`` are dropped before encoding. ``interactions`` is sorted by
     (user_idx, item_idx) so later splits depend on content and seed, not on file layout.
     """
-
     from pipelines.data.scheduling import read_lake
     from pipelines.data.snapshot import parquet_rows
     from pipelines.features.encoding import encode_in_one_pass
